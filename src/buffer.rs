@@ -1,0 +1,678 @@
+//! The slot protocol: joining, copying, releasing, closing, rotating, writing, the written and
+//! durable frontiers, and waiting. `docs/design.md` is the specification of this module; the
+//! section names in comments refer to it.
+//!
+//! Everything here goes through [`crate::sync`], so the loom models in `loom-tests/` run this
+//! exact code. Files are behind [`Sink`], so the models need no syscalls.
+
+use std::sync::OnceLock;
+
+use crossbeam_utils::CachePadded;
+
+use crate::error::{Error, Result};
+use crate::format::FRAME_HEADER_LEN;
+use crate::slot::{Slot, State, CLOSED};
+use crate::stats::Counters;
+use crate::sync::{spin_hint, AtomicBool, AtomicU64, Event, Mutex, MutexGuard, Ordering, SPIN_LIMIT};
+use crate::waiters::{Level, Registration, WaitList};
+
+/// Where slot bytes go, and how frames are made. The real one is the segment files; the loom
+/// models use an in-memory one.
+pub trait Sink: Send + Sync + 'static {
+    /// Bytes of a record frame header (at most [`FRAME_HEADER_LEN`]).
+    fn header_len(&self) -> usize;
+    /// The header of a record frame at `lsn`.
+    fn record_header(&self, lsn: u64, data: &[u8]) -> [u8; FRAME_HEADER_LEN];
+    /// The header of a padding frame covering `total` bytes at `lsn`, or `None` if `total` is
+    /// too small to hold one (then the reader skips it without a header).
+    fn pad_header(&self, lsn: u64, total: u64) -> Option<[u8; FRAME_HEADER_LEN]>;
+    /// The end of the segment that holds address `lsn`: no frame may cross it.
+    fn segment_end(&self, lsn: u64) -> u64;
+    /// Writes `parts`, one after the other, at log address `lsn`.
+    fn write(&self, lsn: u64, parts: &[&[u8]]) -> Result<()>;
+    /// Makes everything written in `from..to` durable.
+    fn sync(&self, from: u64, to: u64) -> Result<()>;
+}
+
+/// Sizes of the pool.
+#[derive(Clone, Copy, Debug)]
+pub struct BufferConfig {
+    /// Buffer bytes per slot.
+    pub slot_size: usize,
+    /// Slots in the pool (at least 3).
+    pub slot_pool: usize,
+}
+
+/// Why a closer closes; decides what the rotation reserves after the closed slot.
+#[derive(Clone, Copy)]
+enum CloseFor {
+    /// A waiter, `flush`, or the flusher: nothing more.
+    Plain,
+    /// A joiner whose frame of this size did not fit: pad to the segment end if it cannot fit
+    /// in what is left of the segment either.
+    Fit(u64),
+    /// An unbuffered record of this frame size: reserve it right after the closed slot.
+    Unbuffered(u64),
+}
+
+/// Log space reserved at a rotation for one thread, outside any slot buffer: an unbuffered
+/// record and/or the padding at a segment end. It has its own sequence number, so the frontier
+/// passes it like a slot.
+struct Extent {
+    seq: u64,
+    /// Padding `(lsn, bytes)` before the record, if the segment's rest was too small.
+    pad: Option<(u64, u64)>,
+    /// Where the unbuffered record goes, if any.
+    record: Option<u64>,
+    end: u64,
+}
+
+/// What the slot-ring mutex protects: which sequence numbers are written but not yet passed by
+/// the written frontier ("The frontier").
+struct Ring {
+    /// Lowest sequence number the written frontier has not passed.
+    lowest: u64,
+    /// Per pool entry: the end address of its incarnation once written, until passed.
+    done: Vec<Option<u64>>,
+}
+
+/// The slot-based log buffer.
+pub struct LogBuffer<S: Sink> {
+    sink: S,
+    slots: Box<[Slot]>,
+    slot_size: u64,
+    /// Frames larger than this bypass the buffers.
+    unbuffered_over: u64,
+    /// Sequence number of the active slot.
+    active: CachePadded<AtomicU64>,
+    ring: Mutex<Ring>,
+    /// Every byte below is written to the sink.
+    written: CachePadded<AtomicU64>,
+    /// Every byte below is durable.
+    durable: CachePadded<AtomicU64>,
+    /// An fdatasync is running.
+    syncing: AtomicBool,
+    poisoned: AtomicBool,
+    poison: OnceLock<std::sync::Arc<Error>>,
+    waiters: WaitList,
+    /// Notified when a new slot becomes active.
+    rotated: Event,
+    /// Notified when the written frontier frees pool entries.
+    freed: Event,
+    pub(crate) counters: Counters,
+}
+
+/// Where a join landed.
+struct Ticket<'a> {
+    slot: &'a Slot,
+    seq: u64,
+    offset: u64,
+    lsn: u64,
+}
+
+impl<S: Sink> LogBuffer<S> {
+    /// A buffer whose log continues at address `start` (everything before it is written and
+    /// durable).
+    pub fn new(sink: S, config: BufferConfig, start: u64) -> Self {
+        assert!(config.slot_pool >= 3, "slot_pool must be at least 3");
+        assert!(config.slot_size as u64 <= crate::slot::MAX_SLOT_SIZE);
+        let n = config.slot_pool;
+        let buffer = LogBuffer {
+            slots: (0..n).map(|_| Slot::new(config.slot_size)).collect(),
+            slot_size: config.slot_size as u64,
+            unbuffered_over: (config.slot_size / 2).max(sink.header_len() + 1) as u64,
+            sink,
+            active: CachePadded::new(AtomicU64::new(0)),
+            ring: Mutex::new(Ring { lowest: 0, done: vec![None; n] }),
+            written: CachePadded::new(AtomicU64::new(start)),
+            durable: CachePadded::new(AtomicU64::new(start)),
+            syncing: AtomicBool::new(false),
+            poisoned: AtomicBool::new(false),
+            poison: OnceLock::new(),
+            waiters: WaitList::new(),
+            rotated: Event::new(),
+            freed: Event::new(),
+            counters: Counters::default(),
+        };
+        buffer.activate(0, start);
+        buffer
+    }
+
+    /// The sink this buffer writes to.
+    pub fn sink(&self) -> &S {
+        &self.sink
+    }
+
+    fn n(&self) -> u64 {
+        self.slots.len() as u64
+    }
+
+    fn slot(&self, seq: u64) -> &Slot {
+        &self.slots[(seq % self.n()) as usize]
+    }
+
+    /// The written frontier.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Acquire)
+    }
+
+    /// The durable frontier.
+    pub fn durable(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    // ----- errors ------------------------------------------------------------------------
+
+    fn check_poison(&self) -> Result<()> {
+        // Acquire: pairs with the Release store in `poison`, so the error value is visible.
+        if self.poisoned.load(Ordering::Acquire) {
+            let cause = self.poison.get().expect("poisoned without a cause").clone();
+            return Err(Error::Poisoned { cause });
+        }
+        Ok(())
+    }
+
+    /// Records the first I/O failure, fails every waiter and every later call. The frontiers
+    /// never move again, so no acknowledgement can follow the failure.
+    fn poison(&self, err: Error) -> Error {
+        let cause = self.poison.get_or_init(|| std::sync::Arc::new(err)).clone();
+        // Release: publishes `poison` to the Acquire load in `check_poison`.
+        self.poisoned.store(true, Ordering::Release);
+        self.waiters.wake_all();
+        self.rotated.notify_all();
+        self.freed.notify_all();
+        Error::Poisoned { cause }
+    }
+
+    /// Poisons the log with an error from outside the protocol (e.g. segment preparation).
+    pub fn fail(&self, err: Error) -> Error {
+        self.poison(err)
+    }
+
+    // ----- appending ("Joining", "Copying and releasing") ----------------------------------
+
+    /// Appends one record and waits for `level`; returns its address.
+    pub fn append(&self, data: &[u8], level: Option<Level>) -> Result<u64> {
+        self.check_poison()?;
+        let frame = (self.sink.header_len() + data.len()) as u64;
+        let lsn = if frame > self.unbuffered_over {
+            self.append_unbuffered(data, frame)?
+        } else {
+            self.append_buffered(data, frame, level)?
+        };
+        self.counters.record_append(data.len());
+        if let Some(level) = level {
+            self.wait_for(lsn + frame, level)?;
+        }
+        Ok(lsn)
+    }
+
+    fn append_buffered(&self, data: &[u8], frame: u64, level: Option<Level>) -> Result<u64> {
+        let t = self.join(frame)?;
+        let header = self.sink.record_header(t.lsn, data);
+        // SAFETY: the join reserved `offset..offset + frame` of this incarnation's buffer for
+        // this thread alone; nobody reads it before our release below (the writer waits for
+        // `released == joined`, which needs our release).
+        unsafe {
+            t.slot.bytes.write(t.offset as usize, &[&header[..self.sink.header_len()], data]);
+        }
+        if let Some(level) = level {
+            // Relaxed: published to the slot's writer by the AcqRel release below.
+            t.slot.want.fetch_max(level as u8, Ordering::Relaxed);
+        }
+        // AcqRel: Release publishes our copy (and `want`) to whoever writes the slot; Acquire,
+        // for the case that we are that writer, makes every other joiner's copy visible to us.
+        let before = State(t.slot.state.fetch_add(State::release_delta(frame), Ordering::AcqRel));
+        let after = State(before.0 + State::release_delta(frame));
+        if after.complete() {
+            self.write_slot(t.slot, t.seq, after)?;
+        }
+        Ok(t.lsn)
+    }
+
+    /// Reserves `frame` bytes in the active slot ("Joining").
+    fn join(&self, frame: u64) -> Result<Ticket<'_>> {
+        loop {
+            self.check_poison()?;
+            // Acquire: pairs with the Release store in `activate`, so the slot's fields belong
+            // to the incarnation `seq` or a later one.
+            let seq = self.active.load(Ordering::Acquire);
+            let slot = self.slot(seq);
+            // Relaxed: only a guess for the CAS below, which re-validates it.
+            let mut s = slot.load(Ordering::Relaxed);
+            loop {
+                if s.closed() {
+                    self.await_rotation(seq)?;
+                    break;
+                }
+                if s.joined() + frame > self.slot_size {
+                    // Full: close it ourselves ("Closing"), then join the next slot.
+                    // AcqRel: as in `close`.
+                    let old = State(slot.state.fetch_or(CLOSED, Ordering::AcqRel));
+                    if !old.closed() {
+                        self.counters.slots_full.inc();
+                        self.after_close(slot, old, CloseFor::Fit(frame))?;
+                    }
+                    break;
+                }
+                // Acquire on success: we may read the incarnation's `base`/`seq` (written
+                // before its state was published with Release); the CAS continues that
+                // release sequence. Nothing is published by a join, so no Release.
+                match slot.state.compare_exchange_weak(
+                    s.0,
+                    s.join(frame).0,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        // Relaxed: ordered by the Acquire CAS above; stable until we release.
+                        let base = slot.base.load(Ordering::Relaxed);
+                        let seq = slot.seq.load(Ordering::Relaxed);
+                        return Ok(Ticket { slot, seq, offset: s.joined(), lsn: base + s.joined() });
+                    }
+                    Err(now) => {
+                        self.counters.cas_retries.inc();
+                        s = State(now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until the active slot is no longer `seq` ("Rotating").
+    fn await_rotation(&self, seq: u64) -> Result<()> {
+        let mut spins = 0;
+        loop {
+            let key = self.rotated.key();
+            self.check_poison()?;
+            // Acquire: as in `join`.
+            if self.active.load(Ordering::Acquire) != seq {
+                return Ok(());
+            }
+            if spins < SPIN_LIMIT {
+                spins += 1;
+                spin_hint();
+                continue;
+            }
+            self.counters.parks.inc();
+            self.rotated.wait(key);
+        }
+    }
+
+    /// An unbuffered record: close the active slot and reserve the record right after it
+    /// ("Unbuffered records").
+    fn append_unbuffered(&self, data: &[u8], frame: u64) -> Result<u64> {
+        loop {
+            self.check_poison()?;
+            // Acquire: as in `join`.
+            let seq = self.active.load(Ordering::Acquire);
+            let slot = self.slot(seq);
+            // AcqRel: as in `close`.
+            let old = State(slot.state.fetch_or(CLOSED, Ordering::AcqRel));
+            if old.closed() {
+                self.await_rotation(seq)?;
+                continue;
+            }
+            let extent = self
+                .after_close(slot, old, CloseFor::Unbuffered(frame))?
+                .expect("an unbuffered close reserves an extent");
+            let lsn = extent.record.expect("an unbuffered extent holds the record");
+            self.counters.unbuffered.inc();
+            let header = self.sink.record_header(lsn, data);
+            self.write_extent(&extent, &[&header[..self.sink.header_len()], data])?;
+            return Ok(lsn);
+        }
+    }
+
+    // ----- closing and rotating ------------------------------------------------------------
+
+    /// Closes the active slot if it is still incarnation `seq`. Returns whether we closed it.
+    fn close(&self, seq: u64) -> Result<bool> {
+        let slot = self.slot(seq);
+        // AcqRel: Acquire makes the joiners' copies visible in case we become the writer (the
+        // slot was fully released) and the incarnation's fields readable; Release orders our
+        // earlier reads before the close for the next writer of the word.
+        let old = State(slot.state.fetch_or(CLOSED, Ordering::AcqRel));
+        if old.closed() {
+            return Ok(false);
+        }
+        self.after_close(slot, old, CloseFor::Plain)?;
+        Ok(true)
+    }
+
+    /// Everything the closer of a slot does: rotate in the next slot, reserve an extent if
+    /// asked, and write the closed slot if every joiner had already released.
+    fn after_close(&self, slot: &Slot, old: State, why: CloseFor) -> Result<Option<Extent>> {
+        self.counters.slots_closed.inc();
+        // Relaxed: ordered by the Acquire close; stable until the slot is written, and it
+        // cannot be written and reused before the rotation below activates a new slot.
+        let seq = slot.seq.load(Ordering::Relaxed);
+        let end = slot.base.load(Ordering::Relaxed) + old.joined();
+        let extent = self.rotate(seq, end, why)?;
+        let closed = State(old.0 | CLOSED);
+        if closed.complete() {
+            self.write_slot(slot, seq, closed)?;
+        }
+        if let (Some(x), CloseFor::Fit(_)) = (&extent, why) {
+            // Padding only: we own it, write it now.
+            self.write_extent(x, &[])?;
+            return Ok(None);
+        }
+        Ok(extent)
+    }
+
+    /// Makes slot `closed_seq + 1` (or `+ 2` after an extent) active, starting where the closed
+    /// slot ends. Parks while the pool entry is still in use ("Pool exhaustion").
+    fn rotate(&self, closed_seq: u64, end: u64, why: CloseFor) -> Result<Option<Extent>> {
+        let seg_end = self.sink.segment_end(end);
+        let room = seg_end - end;
+        let (pad, record, x_end) = match why {
+            CloseFor::Plain => (None, None, end),
+            CloseFor::Fit(frame) if frame <= room => (None, None, end),
+            CloseFor::Fit(_) => (Some((end, room)), None, seg_end),
+            CloseFor::Unbuffered(frame) if frame <= room => (None, Some(end), end + frame),
+            CloseFor::Unbuffered(frame) => (Some((end, room)), Some(seg_end), seg_end + frame),
+        };
+        let extent = (x_end != end).then_some(Extent { seq: closed_seq + 1, pad, record, end: x_end });
+        let next = closed_seq + 1 + extent.is_some() as u64;
+        let ring = self.wait_free(next)?;
+        self.activate(next, x_end);
+        drop(ring);
+        self.counters.rotations.inc();
+        self.rotated.notify_all();
+        Ok(extent)
+    }
+
+    /// Returns the ring lock once pool entry of `seq` is free.
+    fn wait_free(&self, seq: u64) -> Result<MutexGuard<'_, Ring>> {
+        loop {
+            let key = self.freed.key();
+            let ring = self.ring.lock();
+            if seq < ring.lowest + self.n() {
+                return Ok(ring);
+            }
+            drop(ring);
+            self.check_poison()?;
+            self.counters.pool_waits.inc();
+            self.counters.parks.inc();
+            self.freed.wait(key);
+        }
+    }
+
+    /// Opens pool entry `seq % N` as incarnation `seq` at log address `start`. Called with the
+    /// ring lock held (or before the buffer is shared).
+    fn activate(&self, seq: u64, start: u64) {
+        let slot = self.slot(seq);
+        let room = self.sink.segment_end(start) - start;
+        let prefill = self.slot_size.saturating_sub(room);
+        // Relaxed: published by the Release store of the state word just below.
+        slot.seq.store(seq, Ordering::Relaxed);
+        slot.base.store(start - prefill, Ordering::Relaxed);
+        slot.prefill.store(prefill, Ordering::Relaxed);
+        slot.want.store(0, Ordering::Relaxed);
+        // Release: publishes the fields above to every thread that acquires the state word.
+        slot.state.store(State::open(prefill).0, Ordering::Release);
+        // Release: a thread that sees the new active sequence sees an open slot.
+        self.active.store(seq, Ordering::Release);
+    }
+
+    // ----- writing and the frontier --------------------------------------------------------
+
+    /// Writes a closed, fully released slot: one write at its address ("Writing").
+    fn write_slot(&self, slot: &Slot, seq: u64, st: State) -> Result<()> {
+        debug_assert!(st.complete());
+        // Relaxed: we acquired the state word, which ordered these after their stores.
+        let base = slot.base.load(Ordering::Relaxed);
+        let prefill = slot.prefill.load(Ordering::Relaxed);
+        let want = slot.want.load(Ordering::Relaxed);
+        let end = base + st.joined();
+        if st.joined() > prefill {
+            // SAFETY: the slot is closed and every joiner released (`st.complete()`), and we
+            // acquired all those releases, so nobody writes these bytes any more; they are not
+            // reused before `complete` below frees the entry.
+            let res = unsafe {
+                slot.bytes.with_bytes(prefill as usize..st.joined() as usize, |bytes| {
+                    self.sink.write(base + prefill, &[bytes])
+                })
+            };
+            if let Err(e) = res {
+                return Err(self.poison(e));
+            }
+            self.counters.writes.inc();
+        }
+        self.complete(seq, end);
+        if want >= Level::Durable as u8 {
+            self.try_sync()?;
+        }
+        Ok(())
+    }
+
+    /// Writes an extent's padding and record, then marks it written.
+    fn write_extent(&self, x: &Extent, record: &[&[u8]]) -> Result<()> {
+        if let Some((lsn, total)) = x.pad {
+            self.counters.pads.inc();
+            if let Some(h) = self.sink.pad_header(lsn, total) {
+                if let Err(e) = self.sink.write(lsn, &[&h]) {
+                    return Err(self.poison(e));
+                }
+            }
+        }
+        if let Some(lsn) = x.record {
+            if let Err(e) = self.sink.write(lsn, record) {
+                return Err(self.poison(e));
+            }
+            self.counters.writes.inc();
+        }
+        self.complete(x.seq, x.end);
+        Ok(())
+    }
+
+    /// Marks `seq` written, and if it was the lowest outstanding one carries the written
+    /// frontier over it and every written successor ("The frontier").
+    fn complete(&self, seq: u64, end: u64) {
+        let n = self.n();
+        let mut ring = self.ring.lock();
+        ring.done[(seq % n) as usize] = Some(end);
+        let mut advanced = None;
+        loop {
+            let i = (ring.lowest % n) as usize;
+            match ring.done[i].take() {
+                Some(e) => {
+                    advanced = Some(e);
+                    ring.lowest += 1;
+                }
+                None => break,
+            }
+        }
+        if let Some(e) = advanced {
+            // Release: a thread that sees the frontier sees the written bytes' bookkeeping;
+            // waiters re-check it after the SeqCst fences in `WaitList`.
+            self.written.store(e, Ordering::Release);
+        }
+        drop(ring);
+        if advanced.is_some() {
+            self.freed.notify_all();
+            self.wake_waiters();
+        }
+    }
+
+    fn wake_waiters(&self) {
+        self.waiters.wake(self.written(), self.durable());
+    }
+
+    /// Runs one fdatasync covering the written frontier, unless one is running. Returns whether
+    /// this call synced anything.
+    fn try_sync(&self) -> Result<bool> {
+        // Acquire: see the durable frontier the previous syncer stored before releasing.
+        if self.syncing.swap(true, Ordering::Acquire) {
+            return Ok(false);
+        }
+        let target = self.written();
+        let from = self.durable.load(Ordering::Relaxed);
+        let mut result = Ok(false);
+        if target > from {
+            match self.sink.sync(from, target) {
+                Ok(()) => {
+                    self.counters.fdatasyncs.inc();
+                    // Release: the synced bytes' acknowledgements happen after this.
+                    self.durable.store(target, Ordering::Release);
+                    result = Ok(true);
+                }
+                // Never retried: the kernel may have dropped the dirty pages ("Errors").
+                Err(e) => result = Err(self.poison(e)),
+            }
+        }
+        // Release: hands the durable frontier to the next syncer.
+        self.syncing.store(false, Ordering::Release);
+        self.wake_waiters();
+        result
+    }
+
+    // ----- waiting ("Waiting") --------------------------------------------------------------
+
+    /// Returns once the `level` frontier reaches `need`, doing whatever work it can on the way:
+    /// closing the active slot when the write pipe is idle, running the fdatasync.
+    pub fn wait_for(&self, need: u64, level: Level) -> Result<()> {
+        let mut reg: Option<Registration> = None;
+        let mut spins = 0;
+        let result = loop {
+            let key = reg.as_ref().map(|r| r.event.key());
+            if let Err(e) = self.check_poison() {
+                break Err(e);
+            }
+            if self.reached(need, level) {
+                break Ok(());
+            }
+            match self.try_progress(need, level) {
+                Err(e) => break Err(e),
+                Ok(true) => {
+                    spins = 0;
+                    continue;
+                }
+                Ok(false) => {}
+            }
+            if spins < SPIN_LIMIT {
+                spins += 1;
+                spin_hint();
+                continue;
+            }
+            match (&reg, key) {
+                (Some(r), Some(key)) => {
+                    self.counters.parks.inc();
+                    r.event.wait(key);
+                }
+                _ => reg = Some(self.waiters.register(need, level)),
+            }
+        };
+        if let Some(r) = reg {
+            self.waiters.deregister(r);
+        }
+        result
+    }
+
+    fn reached(&self, need: u64, level: Level) -> bool {
+        match level {
+            Level::Written => self.written() >= need,
+            Level::Durable => self.durable() >= need,
+        }
+    }
+
+    /// One step of work for a waiter that needs `need` on `level`. Returns whether it did
+    /// anything (then the caller re-checks at once).
+    fn try_progress(&self, need: u64, level: Level) -> Result<bool> {
+        let written = self.written();
+        if written >= need {
+            // Only a durable waiter gets here: its bytes are written, so sync.
+            return self.try_sync();
+        }
+        // Our bytes are not written. If they are in the active slot, and every closed slot is
+        // written (the write pipe is idle), and for a durable waiter no fdatasync is running
+        // (the group grows while it runs), close the slot: "When to close".
+        let Some((seq, start)) = self.active_start() else { return Ok(false) };
+        // Relaxed: a hint; the waiter is woken when it changes.
+        let sync_busy = level == Level::Durable && self.syncing.load(Ordering::Relaxed);
+        if need > start && written == start && !sync_busy {
+            return self.close(seq);
+        }
+        Ok(false)
+    }
+
+    /// The active slot's sequence number and the address of its first byte, read consistently;
+    /// `None` while a rotation is in progress.
+    fn active_start(&self) -> Option<(u64, u64)> {
+        // Acquire: as in `join`.
+        let seq = self.active.load(Ordering::Acquire);
+        let slot = self.slot(seq);
+        // Acquire: the fields below belong to the incarnation whose open state we see.
+        let s = slot.load(Ordering::Acquire);
+        let start = slot.base.load(Ordering::Relaxed) + slot.prefill.load(Ordering::Relaxed);
+        let same = slot.seq.load(Ordering::Relaxed) == seq;
+        // Acquire: if `active` is unchanged, no rotation ran while we read the fields.
+        (!s.closed() && same && self.active.load(Ordering::Acquire) == seq).then_some((seq, start))
+    }
+
+    /// The end of the reserved log space: where the next record would go.
+    pub fn reserved_end(&self) -> Result<u64> {
+        loop {
+            self.check_poison()?;
+            // Acquire: as in `join`.
+            let seq = self.active.load(Ordering::Acquire);
+            let slot = self.slot(seq);
+            let s = slot.load(Ordering::Acquire);
+            let base = slot.base.load(Ordering::Relaxed);
+            let same = slot.seq.load(Ordering::Relaxed) == seq;
+            if !s.closed() && same && self.active.load(Ordering::Acquire) == seq {
+                return Ok(base + s.joined());
+            }
+            self.await_rotation(seq)?;
+        }
+    }
+
+    /// Hands every record appended so far to the sink and waits for it.
+    pub fn flush(&self) -> Result<()> {
+        let end = self.reserved_end()?;
+        self.wait_for(end, Level::Written)
+    }
+
+    /// Makes every record appended so far durable.
+    pub fn sync(&self) -> Result<()> {
+        let end = self.reserved_end()?;
+        self.wait_for(end, Level::Durable)
+    }
+
+    /// Closes the active slot if it holds anything (the background flusher's tick). Does not
+    /// wait for the write.
+    pub fn close_if_nonempty(&self) -> Result<()> {
+        if let Some((seq, start)) = self.active_start() {
+            if self.reserved_end()? > start {
+                self.close(seq)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A one-line description of every slot, for watchdogs and hang reports.
+    pub fn debug_dump(&self) -> String {
+        let mut out = format!(
+            "active={} written={} durable={} syncing={} poisoned={}",
+            self.active.load(Ordering::Acquire),
+            self.written(),
+            self.durable(),
+            self.syncing.load(Ordering::Relaxed),
+            self.poisoned.load(Ordering::Relaxed)
+        );
+        for (i, slot) in self.slots.iter().enumerate() {
+            let s = slot.load(Ordering::Acquire);
+            out.push_str(&format!(
+                "\n  slot[{i}] seq={} base={} prefill={} closed={} joined={} released={}",
+                slot.seq.load(Ordering::Relaxed),
+                slot.base.load(Ordering::Relaxed),
+                slot.prefill.load(Ordering::Relaxed),
+                s.closed(),
+                s.joined(),
+                s.released()
+            ));
+        }
+        out
+    }
+}

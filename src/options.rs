@@ -1,0 +1,181 @@
+//! Configuration.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::format::{FRAME_HEADER_LEN, SEGMENT_HEADER_LEN};
+use crate::storage::{OsStorage, Storage};
+
+/// How durable an append must be before [`Log::append`](crate::Log::append) returns.
+///
+/// Every level keeps log order: a record is never written, or made durable, before a record
+/// with a smaller [`Lsn`](crate::Lsn).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Durability {
+    /// Returns once the record is in a slot buffer in memory. Lost if the process dies before
+    /// the slot is written; the log writes it when the slot fills, on `flush`/`sync`/`close`, or
+    /// within about two `flush_interval`s when traffic stops.
+    NoSync,
+    /// Returns once the record, and every record before it, was written to the file (handed to
+    /// the OS page cache). Survives a crash of the process, not a power loss.
+    WriteOnly,
+    /// Returns once an `fdatasync` that covers the record, and every record before it, has
+    /// finished. Survives a power loss. One fdatasync serves every record below it.
+    FullSync,
+}
+
+/// What `Log::open` does when it finds damage that a crash cannot explain (see `docs/design.md`,
+/// "Recovery").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecoveryMode {
+    /// Damage at the end of the log, inside the in-flight window, is a torn tail and is cut;
+    /// damage further back fails `open` with [`Error::Corrupt`]. The default.
+    TolerateTornTail,
+    /// Keep the valid prefix up to the first damage wherever it is, discard everything after it
+    /// (including valid records beyond the damage), and open. Use only to salvage a log that
+    /// `TolerateTornTail` refuses.
+    KeepValidPrefix,
+}
+
+/// Options for [`Log::open`](crate::Log::open): `Options::default()` plus chainable setters.
+///
+/// ```
+/// use slotlog::Options;
+/// let opts = Options::default().slot_size(64 << 10).slot_pool(4);
+/// ```
+#[derive(Clone)]
+pub struct Options {
+    pub(crate) segment_size: u64,
+    pub(crate) slot_size: usize,
+    pub(crate) slot_pool: usize,
+    pub(crate) max_record_size: usize,
+    pub(crate) flush_interval: Option<Duration>,
+    pub(crate) recovery: RecoveryMode,
+    pub(crate) recycle_segments: usize,
+    pub(crate) storage: Arc<dyn Storage>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            segment_size: 64 << 20,
+            slot_size: 256 << 10,
+            slot_pool: 4,
+            max_record_size: 16 << 20,
+            flush_interval: Some(Duration::from_millis(10)),
+            recovery: RecoveryMode::TolerateTornTail,
+            recycle_segments: 2,
+            storage: Arc::new(OsStorage),
+        }
+    }
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("segment_size", &self.segment_size)
+            .field("slot_size", &self.slot_size)
+            .field("slot_pool", &self.slot_pool)
+            .field("max_record_size", &self.max_record_size)
+            .field("flush_interval", &self.flush_interval)
+            .field("recovery", &self.recovery)
+            .field("recycle_segments", &self.recycle_segments)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Options {
+    /// Bytes per segment file, header included. Default 64 MiB. Must hold the largest record.
+    pub fn segment_size(mut self, bytes: u64) -> Self {
+        self.segment_size = bytes;
+        self
+    }
+
+    /// Buffer bytes per slot. Default 256 KiB. Records whose frame is larger than half a slot
+    /// are written directly from the caller's memory ("unbuffered").
+    pub fn slot_size(mut self, bytes: usize) -> Self {
+        self.slot_size = bytes;
+        self
+    }
+
+    /// Slots in the pool, at least 2. Default 4. Bounds how much log space can be reserved and
+    /// not yet written at once (the in-flight window).
+    pub fn slot_pool(mut self, slots: usize) -> Self {
+        self.slot_pool = slots;
+        self
+    }
+
+    /// The largest record `append` accepts. Default 16 MiB.
+    pub fn max_record_size(mut self, bytes: usize) -> Self {
+        self.max_record_size = bytes;
+        self
+    }
+
+    /// How often the background flusher writes a slot that holds only `NoSync` records and
+    /// has stopped filling. `None` disables it (then only a full slot, `flush`, `sync`, a
+    /// durable append or `close` writes them). Default 10 ms.
+    pub fn flush_interval(mut self, interval: Option<Duration>) -> Self {
+        self.flush_interval = interval;
+        self
+    }
+
+    /// What `open` does with damage a crash cannot explain. Default
+    /// [`RecoveryMode::TolerateTornTail`].
+    pub fn recovery_mode(mut self, mode: RecoveryMode) -> Self {
+        self.recovery = mode;
+        self
+    }
+
+    /// How many segment files `truncate_front` keeps for reuse instead of deleting them.
+    /// Reused files need no zero-filling. Default 2.
+    pub fn recycle_segments(mut self, files: usize) -> Self {
+        self.recycle_segments = files;
+        self
+    }
+
+    /// The storage the log writes through. Default: the operating system's files. Tests use
+    /// [`SimStorage`](crate::storage::SimStorage) to inject faults and power cuts.
+    pub fn storage(mut self, storage: Arc<dyn Storage>) -> Self {
+        self.storage = storage;
+        self
+    }
+
+    /// The largest frame (header plus record).
+    pub(crate) fn max_frame(&self) -> u64 {
+        self.max_record_size as u64 + FRAME_HEADER_LEN as u64
+    }
+
+    /// The most log address space that can be reserved and not yet written at one time: every
+    /// pool slot in flight, each either a buffer or one unbuffered record.
+    pub(crate) fn in_flight_window(&self) -> u64 {
+        self.slot_pool as u64 * (self.slot_size as u64).max(self.max_frame())
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        let bad = |why: String| Err(Error::InvalidOptions(why));
+        if self.slot_pool < 2 || self.slot_pool > 1024 {
+            return bad(format!("slot_pool must be in 2..=1024, got {}", self.slot_pool));
+        }
+        if self.slot_size < 2 * FRAME_HEADER_LEN || self.slot_size > 1 << 30 {
+            return bad(format!("slot_size must be in {}..=1 GiB, got {}", 2 * FRAME_HEADER_LEN, self.slot_size));
+        }
+        if self.max_record_size > 1 << 30 {
+            return bad(format!("max_record_size must be at most 1 GiB, got {}", self.max_record_size));
+        }
+        let min_segment = SEGMENT_HEADER_LEN as u64 + self.max_frame().max(self.slot_size as u64);
+        if self.segment_size < min_segment {
+            return bad(format!(
+                "segment_size {} cannot hold the segment header plus the largest frame or slot ({} bytes)",
+                self.segment_size, min_segment
+            ));
+        }
+        if let Some(d) = self.flush_interval {
+            if d.is_zero() {
+                return bad("flush_interval must be non-zero (use None to disable)".into());
+            }
+        }
+        Ok(())
+    }
+}

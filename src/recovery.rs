@@ -1,0 +1,196 @@
+//! Recovery at `open`: find the segments, verify every frame, and decide where the log ends.
+//! `docs/design.md`, "Recovery", gives the rules and why they lose no acknowledged record.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::format::{self, SegmentHeader, SEGMENT_HEADER_LEN};
+use crate::options::{Options, RecoveryMode};
+use crate::scan::{find_survivors, Scanner, Step, Survivors};
+use crate::segment::{Geometry, Segment};
+use crate::storage::{read_full, Storage};
+
+/// The state `open` continues from.
+pub(crate) struct Recovered {
+    pub(crate) geometry: Geometry,
+    pub(crate) segments: Vec<Arc<Segment>>,
+    pub(crate) spares: Vec<PathBuf>,
+    /// Where the next record goes.
+    pub(crate) end: u64,
+}
+
+/// A random 64-bit log id, without a dependency: the standard library seeds `RandomState` from
+/// the OS's randomness.
+fn random_log_id() -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(std::process::id() as u64);
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.finish()
+}
+
+fn open_segment(storage: &dyn Storage, path: PathBuf, base: u64) -> Result<Segment> {
+    let file = storage.open(&path, false).map_err(|e| Error::io("open", &path, None, e))?;
+    let mut buf = [0u8; SEGMENT_HEADER_LEN];
+    let n = read_full(file.as_ref(), 0, &mut buf).map_err(|e| Error::io("read", &path, Some(0), e))?;
+    let header = SegmentHeader::decode(&buf[..n]).map_err(|why| Error::corrupt(&path, 0, why))?;
+    if header.base != base {
+        return Err(Error::corrupt(&path, 24, format!("header says base {} but the file name says {base}", header.base)));
+    }
+    Ok(Segment { header, path, file })
+}
+
+pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> Result<Recovered> {
+    let names = storage.list(dir).map_err(|e| Error::io("list", dir, None, e))?;
+    let mut bases = Vec::new();
+    let mut spares = Vec::new();
+    for name in names {
+        let path = dir.join(&name);
+        if name.ends_with(".tmp") {
+            // An unfinished segment creation: it was never used.
+            storage.remove(&path).map_err(|e| Error::io("remove", &path, None, e))?;
+        } else if name.ends_with(".seg.free") {
+            spares.push(path);
+        } else if let Some(base) = format::parse_segment_file_name(&name) {
+            bases.push((base, path));
+        }
+    }
+    bases.sort();
+
+    let mut geometry = Geometry {
+        log_id: random_log_id(),
+        payload: options.segment_size - SEGMENT_HEADER_LEN as u64,
+        window: options.in_flight_window(),
+        max_record: options.max_record_size as u64,
+    };
+    if bases.is_empty() {
+        return Ok(Recovered { geometry, segments: Vec::new(), spares, end: 0 });
+    }
+
+    // Headers: every segment must be of this log and follow its predecessor.
+    let mut segments: Vec<Arc<Segment>> = Vec::new();
+    let mut structural: Option<Error> = None;
+    for (base, path) in bases {
+        let seg = match open_segment(storage, path, base) {
+            Ok(seg) => seg,
+            Err(e) => {
+                structural = Some(e);
+                break;
+            }
+        };
+        if let Some(first) = segments.first() {
+            let prev = segments.last().unwrap();
+            if seg.header.log_id != first.header.log_id {
+                structural = Some(Error::corrupt(&seg.path, 16, "segment belongs to another log (log id differs)"));
+                break;
+            }
+            if seg.base() != prev.end() {
+                structural = Some(Error::corrupt(
+                    &seg.path,
+                    24,
+                    format!("segment starts at {} but the previous one ends at {}: a segment is missing", seg.base(), prev.end()),
+                ));
+                break;
+            }
+        }
+        segments.push(Arc::new(seg));
+    }
+    if let Some(err) = structural {
+        if options.recovery != RecoveryMode::KeepValidPrefix || segments.is_empty() {
+            return Err(err);
+        }
+        // Keep the segments before the damage; everything after the bad one goes below.
+    }
+    geometry.log_id = segments[0].header.log_id;
+    let seed = format::crc_seed(geometry.log_id);
+    let window = segments.iter().map(|s| s.header.window).max().unwrap_or(0).max(geometry.window);
+    let max_record = segments.iter().map(|s| s.header.max_record).max().unwrap_or(0).max(geometry.max_record);
+
+    // Walk the frames until the first address that holds none.
+    let mut pos = segments[0].base();
+    let mut damage: Option<(usize, &'static str)> = None;
+    'segments: for (i, seg) in segments.iter().enumerate() {
+        pos = seg.base();
+        let mut scanner = Scanner::new(seg.clone(), seed, max_record);
+        loop {
+            match scanner.step(pos)? {
+                Step::Record { total } => pos += total,
+                Step::SegmentEnd => {
+                    pos = seg.end();
+                    continue 'segments;
+                }
+                Step::Damage { reason } => {
+                    damage = Some((i, reason));
+                    break 'segments;
+                }
+            }
+        }
+    }
+
+    if let Some((i, reason)) = damage {
+        // Damage at `pos`. Valid frames after it can only come from out-of-order slot writes,
+        // which stay inside the in-flight window; any further back means real corruption.
+        let mut survivors: Vec<(usize, Survivors)> = Vec::new();
+        for (j, seg) in segments.iter().enumerate().skip(i) {
+            let from = if j == i { pos + 1 } else { seg.base() };
+            let found = find_survivors(seg, seed, max_record, from)?;
+            if found.first.is_some() {
+                survivors.push((j, found));
+            }
+        }
+        let beyond = survivors.iter().any(|(_, s)| s.last.is_some_and(|l| l >= pos + window));
+        let seg = &segments[i];
+        if beyond && options.recovery == RecoveryMode::TolerateTornTail {
+            return Err(Error::corrupt(
+                &seg.path,
+                seg.offset_of(pos),
+                format!("{reason}, and valid records follow more than the in-flight window ({window} bytes) later"),
+            ));
+        }
+        // Cut here: erase the survivors so that they can never reappear after the new tail.
+        for (j, found) in &survivors {
+            let s = &segments[*j];
+            if *j > i {
+                continue; // later segments are removed whole below
+            }
+            let start = pos;
+            let zeros = vec![0u8; (found.end - start).min(1 << 20) as usize];
+            let mut at = start;
+            while at < found.end {
+                let n = (found.end - at).min(zeros.len() as u64) as usize;
+                s.file
+                    .write_at(s.offset_of(at), &[&zeros[..n]])
+                    .map_err(|e| Error::io("write", &s.path, Some(s.offset_of(at)), e))?;
+                at += n as u64;
+            }
+            s.file.sync_data().map_err(|e| Error::io("fdatasync", &s.path, None, e))?;
+        }
+        if survivors.iter().any(|(j, _)| *j > i) || options.recovery == RecoveryMode::KeepValidPrefix {
+            for s in segments.drain(i + 1..) {
+                storage.remove(&s.path).map_err(|e| Error::io("remove", &s.path, None, e))?;
+            }
+            storage.sync_dir(dir).map_err(|e| Error::io("fsync", dir, None, e))?;
+        }
+    }
+    if options.recovery == RecoveryMode::KeepValidPrefix {
+        // Segments after a structural error were never pushed; remove their files.
+        let kept: Vec<PathBuf> = segments.iter().map(|s| s.path.clone()).collect();
+        for name in storage.list(dir).map_err(|e| Error::io("list", dir, None, e))? {
+            let path = dir.join(&name);
+            if format::parse_segment_file_name(&name).is_some() && !kept.contains(&path) {
+                storage.remove(&path).map_err(|e| Error::io("remove", &path, None, e))?;
+            }
+        }
+    }
+
+    // What a crashed process wrote without fdatasync is part of the log now: make it durable
+    // before anything is acknowledged after it.
+    for seg in &segments {
+        if seg.end() + window > pos {
+            seg.file.sync_data().map_err(|e| Error::io("fdatasync", &seg.path, None, e))?;
+        }
+    }
+    Ok(Recovered { geometry, segments, spares, end: pos })
+}

@@ -1,0 +1,311 @@
+//! An in-memory [`Storage`] that injects faults and cuts power, for tests.
+
+use std::any::Any;
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::storage::{Storage, StorageFile};
+
+/// A fault [`SimStorage`] injects into one future operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// An `fdatasync` fails with `EIO` and makes nothing durable.
+    SyncEio,
+    /// A write fails with `ENOSPC` before writing anything.
+    WriteEnospc,
+    /// A write stores only the first half of its bytes, then fails with `ENOSPC`.
+    ShortWrite,
+}
+
+/// An in-memory file system with a power switch.
+///
+/// Every file has a *current* image (what reads see) and a *durable* image (what survives
+/// power loss). `sync_data` copies current to durable. [`SimStorage::power_cut`] throws away
+/// every byte not covered by a completed `sync_data`, optionally keeping half of the last
+/// sector of the last unsynced write (a torn write), and makes every handle opened before the
+/// cut fail with `EIO`, as if its process had died; open the log again to "reboot".
+/// Directory operations (create, rename, remove) are durable at once.
+#[derive(Default)]
+pub struct SimStorage {
+    shared: Arc<Shared>,
+}
+
+/// What the file system and its open handles share.
+#[derive(Default)]
+struct Shared {
+    state: Mutex<SimState>,
+    /// Bumped by every power cut; handles from an older generation are dead.
+    generation: AtomicU64,
+}
+
+#[derive(Default)]
+struct SimState {
+    files: HashMap<PathBuf, Arc<Mutex<Image>>>,
+    dirs: HashSet<PathBuf>,
+    locks: HashSet<PathBuf>,
+    /// Faults waiting to fire: (fault, matching operations to let pass first).
+    faults: Vec<(Fault, u64)>,
+    syncs: u64,
+}
+
+#[derive(Default, Clone)]
+struct Image {
+    current: Vec<u8>,
+    durable: Vec<u8>,
+    /// The last write not yet covered by a sync: (offset, length).
+    last_unsynced_write: Option<(u64, usize)>,
+}
+
+const SECTOR: usize = 512;
+
+impl SimStorage {
+    /// An empty file system.
+    pub fn new() -> Arc<SimStorage> {
+        Arc::new(SimStorage::default())
+    }
+
+    /// Arms `fault` to fire on the operation of its kind after `skip` more such operations
+    /// succeed (`skip = 0`: the next one).
+    pub fn inject(&self, fault: Fault, skip: u64) {
+        self.shared.state.lock().faults.push((fault, skip));
+    }
+
+    /// Cuts power: see the type's docs. With `tear`, the last unsynced write of each file keeps
+    /// the first half of its last sector.
+    pub fn power_cut(&self, tear: bool) {
+        let mut st = self.shared.state.lock();
+        self.shared.generation.fetch_add(1, Ordering::SeqCst);
+        st.locks.clear();
+        st.faults.clear();
+        for image in st.files.values() {
+            let mut img = image.lock();
+            let mut after = img.durable.clone();
+            if let (true, Some((off, len))) = (tear, img.last_unsynced_write) {
+                let end = off as usize + len;
+                let sector_start = end.saturating_sub(1) / SECTOR * SECTOR;
+                let start = sector_start.max(off as usize);
+                let keep_end = start + (end - start) / 2;
+                if keep_end > start && keep_end <= img.current.len() {
+                    if after.len() < keep_end {
+                        after.resize(keep_end, 0);
+                    }
+                    after[start..keep_end].copy_from_slice(&img.current[start..keep_end]);
+                }
+            }
+            img.current = after.clone();
+            img.durable = after;
+            img.last_unsynced_write = None;
+        }
+    }
+
+    /// Completed `sync_data` calls so far.
+    pub fn syncs(&self) -> u64 {
+        self.shared.state.lock().syncs
+    }
+
+    /// A copy of the file's current bytes, if it exists (for tests that damage files).
+    pub fn read_file(&self, path: &Path) -> Option<Vec<u8>> {
+        self.shared.state.lock().files.get(path).map(|i| i.lock().current.clone())
+    }
+
+    /// Replaces the file's bytes, current and durable (for tests that damage files).
+    pub fn write_file(&self, path: &Path, bytes: Vec<u8>) {
+        let mut st = self.shared.state.lock();
+        let image = st.files.entry(path.to_path_buf()).or_default().clone();
+        let mut img = image.lock();
+        img.current = bytes.clone();
+        img.durable = bytes;
+    }
+
+}
+
+impl Shared {
+    fn take_fault(&self, matches: impl Fn(Fault) -> bool) -> Option<Fault> {
+        let mut st = self.state.lock();
+        let idx = st.faults.iter().position(|&(f, _)| matches(f))?;
+        if st.faults[idx].1 > 0 {
+            st.faults[idx].1 -= 1;
+            return None;
+        }
+        Some(st.faults.remove(idx).0)
+    }
+}
+
+fn dead() -> io::Error {
+    io::Error::new(io::ErrorKind::Other, "simulated power loss: this handle's process is gone")
+}
+
+fn not_found(path: &Path) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("{}: no such file", path.display()))
+}
+
+struct SimFile {
+    shared: Arc<Shared>,
+    image: Arc<Mutex<Image>>,
+    generation: u64,
+}
+
+impl SimFile {
+    fn check_alive(&self) -> io::Result<()> {
+        if self.shared.generation.load(Ordering::SeqCst) != self.generation {
+            return Err(dead());
+        }
+        Ok(())
+    }
+}
+
+impl StorageFile for SimFile {
+    fn write_at(&self, offset: u64, parts: &[&[u8]]) -> io::Result<()> {
+        self.check_alive()?;
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let fault = self.shared.take_fault(|f| matches!(f, Fault::WriteEnospc | Fault::ShortWrite));
+        let keep = match fault {
+            Some(Fault::WriteEnospc) => return Err(io::Error::from_raw_os_error(libc::ENOSPC)),
+            Some(Fault::ShortWrite) => total / 2,
+            _ => total,
+        };
+        let mut img = self.image.lock();
+        let end = offset as usize + keep;
+        if img.current.len() < end {
+            img.current.resize(end, 0);
+        }
+        let mut at = offset as usize;
+        let mut left = keep;
+        for part in parts {
+            let n = part.len().min(left);
+            img.current[at..at + n].copy_from_slice(&part[..n]);
+            at += n;
+            left -= n;
+        }
+        img.last_unsynced_write = Some((offset, keep));
+        if keep < total {
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        Ok(())
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        self.check_alive()?;
+        let img = self.image.lock();
+        let start = (offset as usize).min(img.current.len());
+        let n = buf.len().min(img.current.len() - start);
+        buf[..n].copy_from_slice(&img.current[start..start + n]);
+        Ok(n)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.check_alive()?;
+        if self.shared.take_fault(|f| f == Fault::SyncEio).is_some() {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        let mut img = self.image.lock();
+        img.durable = img.current.clone();
+        img.last_unsynced_write = None;
+        drop(img);
+        self.shared.state.lock().syncs += 1;
+        Ok(())
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        self.check_alive()?;
+        Ok(self.image.lock().current.len() as u64)
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.check_alive()?;
+        self.image.lock().current.resize(len as usize, 0);
+        Ok(())
+    }
+}
+
+struct SimLock {
+    shared: Arc<Shared>,
+    path: PathBuf,
+    generation: u64,
+}
+
+impl Drop for SimLock {
+    fn drop(&mut self) {
+        if self.shared.generation.load(Ordering::SeqCst) == self.generation {
+            self.shared.state.lock().locks.remove(&self.path);
+        }
+    }
+}
+
+impl Storage for SimStorage {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        let mut st = self.shared.state.lock();
+        if st.files.contains_key(dir) {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, "a file is in the way"));
+        }
+        st.dirs.insert(dir.to_path_buf());
+        Ok(())
+    }
+
+    fn kind(&self, path: &Path) -> io::Result<Option<bool>> {
+        let st = self.shared.state.lock();
+        Ok(if st.dirs.contains(path) {
+            Some(true)
+        } else if st.files.contains_key(path) {
+            Some(false)
+        } else {
+            None
+        })
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let st = self.shared.state.lock();
+        Ok(st
+            .files
+            .keys()
+            .filter(|p| p.parent() == Some(dir))
+            .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
+            .collect())
+    }
+
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>> {
+        let mut st = self.shared.state.lock();
+        let image = match st.files.get(path) {
+            Some(i) => i.clone(),
+            None if create => st.files.entry(path.to_path_buf()).or_default().clone(),
+            None => return Err(not_found(path)),
+        };
+        Ok(Arc::new(SimFile {
+            shared: self.shared.clone(),
+            image,
+            generation: self.shared.generation.load(Ordering::SeqCst),
+        }))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut st = self.shared.state.lock();
+        let image = st.files.remove(from).ok_or_else(|| not_found(from))?;
+        st.files.insert(to.to_path_buf(), image);
+        Ok(())
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        self.shared.state.lock().files.remove(path).map(|_| ()).ok_or_else(|| not_found(path))
+    }
+
+    fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn lock(&self, path: &Path) -> io::Result<Option<Box<dyn Any + Send + Sync>>> {
+        let mut st = self.shared.state.lock();
+        if !st.locks.insert(path.to_path_buf()) {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(SimLock {
+            shared: self.shared.clone(),
+            path: path.to_path_buf(),
+            generation: self.shared.generation.load(Ordering::SeqCst),
+        })))
+    }
+}

@@ -1,0 +1,290 @@
+//! The one place where the protocol code gets its synchronisation primitives.
+//!
+//! In a normal build these are the standard atomics, `parking_lot::Mutex` and a futex-based
+//! [`Event`]. Built with `RUSTFLAGS="--cfg slotlog_loom"` they are loom's, so that the loom
+//! models in `loom-tests/` check the real slot protocol and not a copy of it. Nothing outside
+//! this module names `std::sync::atomic`, `loom` or `libc::futex` directly.
+
+#[cfg(not(slotlog_loom))]
+pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
+#[cfg(not(slotlog_loom))]
+pub(crate) use std::sync::Arc;
+
+#[cfg(slotlog_loom)]
+pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
+#[cfg(slotlog_loom)]
+pub(crate) use loom::sync::Arc;
+
+pub(crate) use std::sync::atomic::Ordering;
+
+/// How many times a waiter re-checks its condition before it parks. A condvar round trip costs
+/// ~30 µs here and a small `pwrite` ~2 µs, so a short spin catches the common case where the
+/// thing awaited is already in progress on the other core. Under loom spinning only multiplies
+/// the schedules, so the model parks at once.
+#[cfg(not(slotlog_loom))]
+pub(crate) const SPIN_LIMIT: u32 = 64;
+#[cfg(slotlog_loom)]
+pub(crate) const SPIN_LIMIT: u32 = 0;
+
+/// One step of a bounded spin.
+#[inline]
+pub(crate) fn spin_hint() {
+    #[cfg(not(slotlog_loom))]
+    std::hint::spin_loop();
+    #[cfg(slotlog_loom)]
+    loom::thread::yield_now();
+}
+
+/// A mutual-exclusion lock with a `lock()` that cannot fail (no poisoning), in both builds.
+pub(crate) struct Mutex<T> {
+    #[cfg(not(slotlog_loom))]
+    inner: parking_lot::Mutex<T>,
+    #[cfg(slotlog_loom)]
+    inner: loom::sync::Mutex<T>,
+}
+
+#[cfg(not(slotlog_loom))]
+pub(crate) type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
+#[cfg(slotlog_loom)]
+pub(crate) type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
+
+impl<T> Mutex<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Mutex {
+            #[cfg(not(slotlog_loom))]
+            inner: parking_lot::Mutex::new(value),
+            #[cfg(slotlog_loom)]
+            inner: loom::sync::Mutex::new(value),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        #[cfg(not(slotlog_loom))]
+        return self.inner.lock();
+        #[cfg(slotlog_loom)]
+        return self.inner.lock().unwrap_or_else(|e| e.into_inner());
+    }
+}
+
+/// The park/wake primitive: an event counter with the futex contract.
+///
+/// A waiter takes a `key()`, checks its condition, and calls `wait(key)` only if the condition
+/// still does not hold; `wait` returns at once if any `notify_all` happened after `key()` was
+/// taken. A notifier first publishes the state change (the frontier store, the slot
+/// activation, ...) and then calls `notify_all`. Because `key()` is an acquire load and
+/// `notify_all` a release increment, a waiter that took its key after the increment also sees the
+/// published change, and a waiter that took it before is woken: no lost wake-up. Spurious
+/// returns are allowed; every caller re-checks its condition in a loop.
+pub(crate) struct Event {
+    #[cfg(not(slotlog_loom))]
+    seq: AtomicU32,
+    /// Threads inside `wait`; lets `notify_all` skip the syscall when nobody sleeps.
+    #[cfg(not(slotlog_loom))]
+    sleepers: AtomicU32,
+    #[cfg(slotlog_loom)]
+    seq: loom::sync::Mutex<u32>,
+    #[cfg(slotlog_loom)]
+    cond: loom::sync::Condvar,
+}
+
+impl Event {
+    pub(crate) fn new() -> Self {
+        Event {
+            #[cfg(not(slotlog_loom))]
+            seq: AtomicU32::new(0),
+            #[cfg(not(slotlog_loom))]
+            sleepers: AtomicU32::new(0),
+            #[cfg(slotlog_loom)]
+            seq: loom::sync::Mutex::new(0),
+            #[cfg(slotlog_loom)]
+            cond: loom::sync::Condvar::new(),
+        }
+    }
+
+    /// The current generation. Take it *before* checking the condition you wait for.
+    #[cfg(not(slotlog_loom))]
+    pub(crate) fn key(&self) -> u32 {
+        // SeqCst: orders this load with the caller's condition check and with `wait`'s
+        // increment of `sleepers` (the Dekker pair against `notify_all`).
+        self.seq.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps until a `notify_all` after `key` was taken (or spuriously).
+    #[cfg(not(slotlog_loom))]
+    pub(crate) fn wait(&self, key: u32) {
+        // SeqCst on both sides: either `notify_all` sees `sleepers > 0` and issues the wake, or
+        // this thread sees the incremented `seq` and does not sleep.
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        if self.seq.load(Ordering::SeqCst) == key {
+            futex_wait(&self.seq, key);
+        }
+        // Relaxed: only a hint for `notify_all`; a stale high value costs one extra syscall.
+        self.sleepers.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Wakes every thread sleeping in `wait` and makes every outstanding key stale.
+    #[cfg(not(slotlog_loom))]
+    pub(crate) fn notify_all(&self) {
+        // SeqCst: publishes the caller's state change to waiters that load `seq`, and pairs
+        // with the `sleepers` increment in `wait` (see there).
+        self.seq.fetch_add(1, Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            futex_wake_all(&self.seq);
+        }
+    }
+
+    #[cfg(slotlog_loom)]
+    pub(crate) fn key(&self) -> u32 {
+        *self.seq.lock().unwrap()
+    }
+
+    #[cfg(slotlog_loom)]
+    pub(crate) fn wait(&self, key: u32) {
+        // The futex contract: the word is checked under the lock, so a notify between the
+        // caller's check and this sleep is seen here, and a missing notify is a loom deadlock.
+        let mut seq = self.seq.lock().unwrap();
+        while *seq == key {
+            seq = self.cond.wait(seq).unwrap();
+        }
+    }
+
+    #[cfg(slotlog_loom)]
+    pub(crate) fn notify_all(&self) {
+        let mut seq = self.seq.lock().unwrap();
+        *seq = seq.wrapping_add(1);
+        drop(seq);
+        self.cond.notify_all();
+    }
+}
+
+#[cfg(not(slotlog_loom))]
+fn futex_wait(word: &AtomicU32, expected: u32) {
+    // SAFETY: FUTEX_WAIT reads the 4-byte word at a valid, aligned address that outlives the
+    // call (it is borrowed for its duration); a null timeout means "no timeout". The kernel
+    // compares the word with `expected` atomically with going to sleep, which is what makes the
+    // check-then-sleep in `Event::wait` race-free. EINTR/EAGAIN are spurious returns.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            std::ptr::null::<libc::timespec>(),
+        );
+    }
+}
+
+#[cfg(not(slotlog_loom))]
+fn futex_wake_all(word: &AtomicU32) {
+    // SAFETY: FUTEX_WAKE only uses the address as a key to find sleepers; it does not access
+    // memory. The address is valid for the duration of the call.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            i32::MAX,
+        );
+    }
+}
+
+/// The bytes of one slot buffer, written concurrently at disjoint ranges.
+///
+/// Each joiner owns the range its join reserved until it releases; the writer reads the whole
+/// prefix after the last release. The state word's acquire/release pairs order those accesses
+/// (see `docs/design.md`). In the loom build every byte is its own `UnsafeCell`, so loom checks
+/// exactly those accesses and does not report disjoint copies as races.
+pub(crate) struct SlotBytes {
+    #[cfg(not(slotlog_loom))]
+    cells: Box<[std::cell::UnsafeCell<u8>]>,
+    #[cfg(slotlog_loom)]
+    cells: Box<[loom::cell::UnsafeCell<u8>]>,
+}
+
+// SAFETY: concurrent access is to disjoint ranges, handed over through the slot state word
+// (acquire/release), as documented on the type; the type has no thread affinity.
+unsafe impl Sync for SlotBytes {}
+// SAFETY: as above; the bytes are plain data.
+unsafe impl Send for SlotBytes {}
+
+impl SlotBytes {
+    pub(crate) fn new(len: usize) -> Self {
+        SlotBytes {
+            #[cfg(not(slotlog_loom))]
+            cells: (0..len).map(|_| std::cell::UnsafeCell::new(0)).collect(),
+            #[cfg(slotlog_loom)]
+            cells: (0..len).map(|_| loom::cell::UnsafeCell::new(0)).collect(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    /// Copies `parts`, one after the other, to `offset..`.
+    ///
+    /// # Safety
+    /// The caller must own `offset..offset + total length` exclusively: no other thread reads or
+    /// writes it until the caller publishes it with a release operation.
+    pub(crate) unsafe fn write(&self, offset: usize, parts: &[&[u8]]) {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        assert!(offset + total <= self.len(), "slot write out of bounds");
+        #[cfg(not(slotlog_loom))]
+        {
+            // SAFETY: in bounds (asserted). The pointer comes from the whole slice of cells, so
+            // it may address every byte; bytes in an `UnsafeCell` may be written through a
+            // shared reference, and the caller owns this range exclusively.
+            let base = unsafe { std::cell::UnsafeCell::raw_get(self.cells.as_ptr()).add(offset) };
+            let mut at = 0;
+            for part in parts {
+                // SAFETY: `base + at .. + part.len()` is inside the owned range; `part` is a
+                // separate allocation (the caller's record), so the regions do not overlap.
+                unsafe { std::ptr::copy_nonoverlapping(part.as_ptr(), base.add(at), part.len()) };
+                at += part.len();
+            }
+        }
+        #[cfg(slotlog_loom)]
+        {
+            let mut at = offset;
+            for part in parts {
+                for &b in part.iter() {
+                    self.cells[at].with_mut(|p| unsafe { *p = b });
+                    at += 1;
+                }
+            }
+        }
+    }
+
+    /// Calls `f` with the bytes `range`.
+    ///
+    /// # Safety
+    /// No thread may write `range` for the duration of the call: every joiner that reserved part
+    /// of it must have released, and the caller must have acquired those releases.
+    pub(crate) unsafe fn with_bytes<R>(
+        &self,
+        range: std::ops::Range<usize>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> R {
+        assert!(range.end <= self.len(), "slot read out of bounds");
+        #[cfg(not(slotlog_loom))]
+        {
+            // SAFETY: in bounds (asserted); no writer is active on the range (caller contract),
+            // so a shared slice over it is sound for the call.
+            let bytes = unsafe {
+                std::slice::from_raw_parts(
+                    std::cell::UnsafeCell::raw_get(self.cells.as_ptr()).add(range.start),
+                    range.len(),
+                )
+            };
+            f(bytes)
+        }
+        #[cfg(slotlog_loom)]
+        {
+            let copy: Vec<u8> = self.cells[range]
+                .iter()
+                .map(|c| c.with(|p| unsafe { *p }))
+                .collect();
+            f(&copy)
+        }
+    }
+}
