@@ -146,13 +146,15 @@ impl Segments {
         let size = SEGMENT_HEADER_LEN as u64 + g.payload;
         let spare = self.spares.lock().pop();
         let file = if let Some(spare) = spare {
-            self.storage.rename(&spare, &path).map_err(|e| io("rename", &spare, e))?;
-            let file = self.storage.open(&path, false).map_err(|e| io("open", &path, e))?;
-            if file.len().map_err(|e| io("stat", &path, e))? != size {
-                file.set_len(size).map_err(|e| io("set_len", &path, e))?;
+            // New header first, durable, then the rename: a `.seg` name always carries a valid
+            // header. The old frames cannot verify at their new addresses.
+            let file = self.storage.open(&spare, false).map_err(|e| io("open", &spare, e))?;
+            if file.len().map_err(|e| io("stat", &spare, e))? != size {
+                file.set_len(size).map_err(|e| io("set_len", &spare, e))?;
             }
-            file.write_at(0, &[&header.encode()]).map_err(|e| io("write", &path, e))?;
-            file.sync_data().map_err(|e| io("fdatasync", &path, e))?;
+            file.write_at(0, &[&header.encode()]).map_err(|e| io("write", &spare, e))?;
+            file.sync_data().map_err(|e| io("fdatasync", &spare, e))?;
+            self.storage.rename(&spare, &path).map_err(|e| io("rename", &spare, e))?;
             self.recycled.fetch_add(1, Ordering::Relaxed);
             file
         } else {
