@@ -582,8 +582,12 @@ impl<S: Sink> LogBuffer<S> {
     fn try_progress(&self, need: u64, level: Level) -> Result<bool> {
         let written = self.written();
         if written >= need {
-            // Only a durable waiter gets here: its bytes are written, so sync.
-            return self.try_sync();
+            return match level {
+                // The frontier moved since the caller checked: re-check.
+                Level::Written => Ok(true),
+                // Our bytes are written, not yet durable: run the fdatasync.
+                Level::Durable => self.try_sync(),
+            };
         }
         // Our bytes are not written. If they are in the active slot, and every closed slot is
         // written (the write pipe is idle), and for a durable waiter no fdatasync is running
