@@ -192,6 +192,7 @@ impl Log {
         let mut s = self.inner.buffer.counters.snapshot();
         s.segments_created = self.inner.segments.created.load(std::sync::atomic::Ordering::Relaxed);
         s.segments_recycled = self.inner.segments.recycled.load(std::sync::atomic::Ordering::Relaxed);
+        s.segments_unprepared = self.inner.segments.unprepared.load(std::sync::atomic::Ordering::Relaxed);
         s
     }
 

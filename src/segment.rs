@@ -68,8 +68,12 @@ pub(crate) struct Segments {
     prepare_wanted: Mutex<bool>,
     prepare_cv: Condvar,
     shutdown: AtomicBool,
+    /// Spares zero-filled by the preparer.
     pub(crate) created: AtomicU64,
+    /// Segments installed from a spare (zero-filled or kept by `truncate_front`).
     pub(crate) recycled: AtomicU64,
+    /// Segments a writer had to create sparse because no spare was ready.
+    pub(crate) unprepared: AtomicU64,
 }
 
 impl Segments {
@@ -95,6 +99,7 @@ impl Segments {
             shutdown: AtomicBool::new(false),
             created: AtomicU64::new(0),
             recycled: AtomicU64::new(0),
+            unprepared: AtomicU64::new(0),
         }
     }
 
@@ -131,7 +136,10 @@ impl Segments {
     }
 
     /// Creates the segment file for `base`, complete and durable (header, size, directory
-    /// entry) before it is used.
+    /// entry) before it is used. Takes a spare file if one is ready (zero-filled by the
+    /// preparer, or kept by `truncate_front`): its blocks are already written, the fast case
+    /// for fdatasync. Otherwise, because a writer is waiting, it makes a sparse file at once
+    /// rather than zero-filling 64 MiB on the append path.
     fn create(&self, base: u64) -> Result<Arc<Segment>> {
         let g = self.geometry;
         let header = SegmentHeader {
@@ -145,38 +153,58 @@ impl Segments {
         let io = |op, p: &Path, e| Error::io(op, p, None, e);
         let size = SEGMENT_HEADER_LEN as u64 + g.payload;
         let spare = self.spares.lock().pop();
-        let file = if let Some(spare) = spare {
-            // New header first, durable, then the rename: a `.seg` name always carries a valid
-            // header. The old frames cannot verify at their new addresses.
-            let file = self.storage.open(&spare, false).map_err(|e| io("open", &spare, e))?;
-            if file.len().map_err(|e| io("stat", &spare, e))? != size {
-                file.set_len(size).map_err(|e| io("set_len", &spare, e))?;
-            }
-            file.write_at(0, &[&header.encode()]).map_err(|e| io("write", &spare, e))?;
-            file.sync_data().map_err(|e| io("fdatasync", &spare, e))?;
-            self.storage.rename(&spare, &path).map_err(|e| io("rename", &spare, e))?;
-            self.recycled.fetch_add(1, Ordering::Relaxed);
-            file
-        } else {
-            let tmp = self.dir.join(format!("{}.tmp", format::segment_file_name(base)));
-            let file = self.storage.open(&tmp, true).map_err(|e| io("create", &tmp, e))?;
-            file.set_len(0).map_err(|e| io("set_len", &tmp, e))?;
-            file.write_at(0, &[&header.encode()]).map_err(|e| io("write", &tmp, e))?;
-            // Zero-fill, so that appends later overwrite written blocks (the fast fdatasync).
-            let zeros = vec![0u8; 1 << 20];
-            let mut at = SEGMENT_HEADER_LEN as u64;
-            while at < size {
-                let n = (size - at).min(zeros.len() as u64) as usize;
-                file.write_at(at, &[&zeros[..n]]).map_err(|e| Error::io("write", &tmp, Some(at), e))?;
-                at += n as u64;
-            }
-            file.sync_data().map_err(|e| io("fdatasync", &tmp, e))?;
-            self.storage.rename(&tmp, &path).map_err(|e| io("rename", &tmp, e))?;
-            self.created.fetch_add(1, Ordering::Relaxed);
-            file
+        let (from, create) = match &spare {
+            Some(spare) => (spare.clone(), false),
+            None => (self.dir.join(format!("{}.tmp", format::segment_file_name(base))), true),
         };
+        // New header first, durable, then the rename: a `.seg` name always carries a valid
+        // header. A reused file's old frames cannot verify at their new addresses.
+        let file = self.storage.open(&from, create).map_err(|e| io("open", &from, e))?;
+        if create {
+            file.set_len(0).map_err(|e| io("set_len", &from, e))?;
+        }
+        if file.len().map_err(|e| io("stat", &from, e))? != size {
+            file.set_len(size).map_err(|e| io("set_len", &from, e))?;
+        }
+        file.write_at(0, &[&header.encode()]).map_err(|e| io("write", &from, e))?;
+        file.sync_data().map_err(|e| io("fdatasync", &from, e))?;
+        self.storage.rename(&from, &path).map_err(|e| io("rename", &from, e))?;
         self.storage.sync_dir(&self.dir).map_err(|e| io("fsync", &self.dir, e))?;
+        match spare {
+            Some(_) => self.recycled.fetch_add(1, Ordering::Relaxed),
+            None => self.unprepared.fetch_add(1, Ordering::Relaxed),
+        };
         Ok(Arc::new(Segment { header, path, file }))
+    }
+
+    /// Zero-fills a new spare file to full segment size and fdatasyncs it, without holding any
+    /// lock the writers need. Spares are not part of the log: losing one in a crash is harmless.
+    fn prepare_spare(&self) -> Result<()> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let name = format!("spare-new-{nanos:016x}-{id}.seg.free");
+        let tmp = self.dir.join(format!("{name}.tmp"));
+        let size = SEGMENT_HEADER_LEN as u64 + self.geometry.payload;
+        let file = self.storage.open(&tmp, true).map_err(|e| Error::io("create", &tmp, None, e))?;
+        let zeros = vec![0u8; 1 << 20];
+        let mut at = 0;
+        while at < size {
+            if self.shutdown.load(Ordering::Acquire) {
+                drop(file);
+                let _ = self.storage.remove(&tmp);
+                return Ok(());
+            }
+            let n = (size - at).min(zeros.len() as u64) as usize;
+            file.write_at(at, &[&zeros[..n]]).map_err(|e| Error::io("write", &tmp, Some(at), e))?;
+            at += n as u64;
+        }
+        file.sync_data().map_err(|e| Error::io("fdatasync", &tmp, None, e))?;
+        let path = self.dir.join(name);
+        self.storage.rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, None, e))?;
+        self.spares.lock().push(path);
+        self.created.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Drops whole segments that end at or before `upto`, keeping at least the last one. Up to
@@ -233,9 +261,12 @@ impl Segments {
             if self.shutdown.load(Ordering::Acquire) {
                 return;
             }
+            // Errors here surface again, with context, when a writer creates the segment.
+            if self.spares.lock().is_empty() && self.prepare_spare().is_err() {
+                continue;
+            }
             let Some(last_end) = self.list.read().last().map(|s| s.end()) else { continue };
-            if self.write_hint.load(Ordering::Relaxed) < last_end {
-                // Errors here surface again, with context, when a writer creates the segment.
+            if self.write_hint.load(Ordering::Relaxed) < last_end && !self.shutdown.load(Ordering::Acquire) {
                 let _ = self.ensure(last_end);
             }
         }

@@ -103,10 +103,13 @@ pub struct Stats {
     pub unbuffered_records: u64,
     /// Segment ends padded because the next frame did not fit.
     pub pads: u64,
-    /// Segment files created by zero-filling.
+    /// Spare segment files zero-filled by the background preparer.
     pub segments_created: u64,
-    /// Segment files reused from `truncate_front`.
+    /// Segments installed from a spare file (zero-filled, or kept by `truncate_front`).
     pub segments_recycled: u64,
+    /// Segments a writer created sparse on the append path because no spare was ready (the
+    /// preparer fell behind); the first fdatasyncs into them cost more.
+    pub segments_unprepared: u64,
 }
 
 impl Stats {
@@ -140,6 +143,7 @@ impl Counters {
             pads: self.pads.get(),
             segments_created: 0,
             segments_recycled: 0,
+            segments_unprepared: 0,
         }
     }
 }
