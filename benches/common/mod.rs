@@ -1,0 +1,629 @@
+//! Shared by the criterion bench (`benches/append.rs`) and the report runner
+//! (`benches/peers`): the [`Wal`] trait every measured system implements, slotlog's adapter,
+//! the four in-process baselines, and the multi-threaded drivers.
+//!
+//! Every system frames a record the way slotlog does (16-byte header `[lsn u64][len u32][crc32
+//! u32]` + data), so the baselines do the same CPU work per byte. Baseline files are
+//! pre-written with zeros (like slotlog's segments), so an fdatasync flushes data, not file-size
+//! metadata.
+#![allow(dead_code)]
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+pub use slotlog::Durability;
+
+/// One system under test. `append` returns once the record is as durable as `d` says (or the
+/// closest the system can express, see [`Wal::supports`]).
+pub trait Wal: Send + Sync {
+    fn name(&self) -> String;
+    fn append(&self, rec: &[u8], d: Durability) -> io::Result<()>;
+    /// Whether the system has this level at all (the report leaves the others out).
+    fn supports(&self, _d: Durability) -> bool {
+        true
+    }
+    /// Called between points: make everything durable and free space if the system can.
+    fn reset(&self) {}
+}
+
+pub const LEVELS: [Durability; 3] = [
+    Durability::NoSync,
+    Durability::WriteOnly,
+    Durability::FullSync,
+];
+
+pub fn level_name(d: Durability) -> &'static str {
+    match d {
+        Durability::NoSync => "NoSync",
+        Durability::WriteOnly => "WriteOnly",
+        Durability::FullSync => "FullSync",
+    }
+}
+
+pub fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// The frame header every system writes in front of a record.
+pub fn frame_header(lsn: u64, rec: &[u8]) -> [u8; 16] {
+    let mut h = [0u8; 16];
+    h[..8].copy_from_slice(&lsn.to_le_bytes());
+    h[8..12].copy_from_slice(&(rec.len() as u32).to_le_bytes());
+    h[12..].copy_from_slice(&crc32fast::hash(rec).to_le_bytes());
+    h
+}
+
+/// Incompressible record contents, different per thread.
+pub fn record_bytes(size: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+// ----- slotlog ---------------------------------------------------------------------------
+
+/// slotlog with `Options::default()` and a 64 MiB segment (the default), the same for every
+/// point.
+pub struct Slotlog {
+    pub log: slotlog::Log,
+}
+
+impl Slotlog {
+    pub fn open(dir: &Path) -> io::Result<Slotlog> {
+        let _ = std::fs::remove_dir_all(dir);
+        let log = slotlog::Log::open(dir, slotlog::Options::default().segment_size(64 << 20))
+            .map_err(io::Error::other)?;
+        Ok(Slotlog { log })
+    }
+}
+
+impl Wal for Slotlog {
+    fn name(&self) -> String {
+        "slotlog".into()
+    }
+    fn append(&self, rec: &[u8], d: Durability) -> io::Result<()> {
+        self.log
+            .append(rec, d)
+            .map(|_| ())
+            .map_err(io::Error::other)
+    }
+    fn reset(&self) {
+        let _ = self.log.sync();
+        if let Ok(end) = self.log.end_lsn() {
+            let _ = self.log.truncate_front(end);
+        }
+    }
+}
+
+// ----- a pre-written file ------------------------------------------------------------------
+
+/// A file pre-written with zeros up to `cap` bytes; writes wrap around at `cap`, so appends
+/// overwrite allocated blocks and fdatasync flushes only data.
+pub struct PreFile {
+    file: File,
+    cap: u64,
+}
+
+impl PreFile {
+    pub fn create(path: &Path, cap: u64) -> io::Result<PreFile> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        let have = file.metadata()?.len();
+        if have < cap {
+            let zeros = vec![0u8; 4 << 20];
+            let mut at = have;
+            while at < cap {
+                let n = (cap - at).min(zeros.len() as u64) as usize;
+                file.write_all_at(&zeros[..n], at)?;
+                at += n as u64;
+            }
+            file.sync_all()?;
+        }
+        Ok(PreFile { file, cap })
+    }
+
+    /// Writes `parts` one after the other at log offset `off` (wrapped into the file).
+    pub fn write_at(&self, off: u64, parts: &[&[u8]]) -> io::Result<()> {
+        let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        let mut pos = off % self.cap;
+        if pos + len > self.cap {
+            pos = 0;
+        }
+        for p in parts {
+            self.file.write_all_at(p, pos)?;
+            pos += p.len() as u64;
+        }
+        Ok(())
+    }
+
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
+/// Size of each baseline's pre-written file.
+pub const BASELINE_FILE: u64 = 256 << 20;
+
+// ----- baseline 1: sync-on-write -------------------------------------------------------------
+
+/// `Mutex<File>`: every append writes its frame under the lock, and a FullSync append
+/// fdatasyncs under the lock too. NoSync behaves like WriteOnly (there is no buffer).
+pub struct SyncOnWrite {
+    file: PreFile,
+    off: Mutex<u64>,
+}
+
+impl SyncOnWrite {
+    pub fn open(path: &Path) -> io::Result<Self> {
+        Ok(SyncOnWrite {
+            file: PreFile::create(path, BASELINE_FILE)?,
+            off: Mutex::new(0),
+        })
+    }
+}
+
+impl Wal for SyncOnWrite {
+    fn name(&self) -> String {
+        "b1 sync-on-write".into()
+    }
+    fn append(&self, rec: &[u8], d: Durability) -> io::Result<()> {
+        let mut off = self.off.lock();
+        let h = frame_header(*off, rec);
+        self.file.write_at(*off, &[&h, rec])?;
+        *off += 16 + rec.len() as u64;
+        if d == Durability::FullSync {
+            self.file.sync()?;
+        }
+        Ok(())
+    }
+}
+
+// ----- baseline 2: mutex buffer --------------------------------------------------------------
+
+/// `parking_lot::Mutex<Vec<u8>>` (LevelDB-like): frames are copied into one buffer under the
+/// lock; the buffer is written when full. WriteOnly/FullSync appends write the buffer (and
+/// fdatasync) under the lock before returning.
+pub struct MutexBuffer {
+    file: PreFile,
+    state: Mutex<MbState>,
+}
+
+struct MbState {
+    buf: Vec<u8>,
+    /// Log offset of `buf[0]`.
+    off: u64,
+}
+
+pub const MUTEX_BUFFER_BYTES: usize = 256 << 10;
+
+impl MutexBuffer {
+    pub fn open(path: &Path) -> io::Result<Self> {
+        Ok(MutexBuffer {
+            file: PreFile::create(path, BASELINE_FILE)?,
+            state: Mutex::new(MbState {
+                buf: Vec::with_capacity(2 * MUTEX_BUFFER_BYTES),
+                off: 0,
+            }),
+        })
+    }
+}
+
+impl Wal for MutexBuffer {
+    fn name(&self) -> String {
+        "b2 mutex buffer".into()
+    }
+    fn append(&self, rec: &[u8], d: Durability) -> io::Result<()> {
+        let mut s = self.state.lock();
+        let lsn = s.off + s.buf.len() as u64;
+        s.buf.extend_from_slice(&frame_header(lsn, rec));
+        s.buf.extend_from_slice(rec);
+        if d != Durability::NoSync || s.buf.len() >= MUTEX_BUFFER_BYTES {
+            self.file.write_at(s.off, &[&s.buf])?;
+            s.off += s.buf.len() as u64;
+            s.buf.clear();
+            if d == Durability::FullSync {
+                self.file.sync()?;
+            }
+        }
+        Ok(())
+    }
+    fn reset(&self) {
+        let mut s = self.state.lock();
+        let _ = self.file.write_at(s.off, &[&s.buf]);
+        s.off += s.buf.len() as u64;
+        s.buf.clear();
+    }
+}
+
+// ----- baseline 3: background sync -----------------------------------------------------------
+
+/// Appends write their frame to the page cache under a mutex; a background thread fdatasyncs
+/// every 100 ms and wakes the FullSync waiters whose records it covered.
+pub struct BackgroundSync {
+    shared: Arc<BgShared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct BgShared {
+    file: PreFile,
+    written: Mutex<u64>,
+    durable: Mutex<u64>,
+    synced: Condvar,
+    stop: AtomicBool,
+}
+
+pub const BACKGROUND_SYNC_INTERVAL: Duration = Duration::from_millis(100);
+
+impl BackgroundSync {
+    pub fn open(path: &Path) -> io::Result<Self> {
+        let shared = Arc::new(BgShared {
+            file: PreFile::create(path, BASELINE_FILE)?,
+            written: Mutex::new(0),
+            durable: Mutex::new(0),
+            synced: Condvar::new(),
+            stop: AtomicBool::new(false),
+        });
+        let s = shared.clone();
+        let thread = std::thread::spawn(move || {
+            while !s.stop.load(Ordering::Relaxed) {
+                std::thread::sleep(BACKGROUND_SYNC_INTERVAL);
+                let target = *s.written.lock();
+                if s.file.sync().is_ok() {
+                    *s.durable.lock() = target;
+                    s.synced.notify_all();
+                }
+            }
+        });
+        Ok(BackgroundSync {
+            shared,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for BackgroundSync {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Wal for BackgroundSync {
+    fn name(&self) -> String {
+        "b3 background sync".into()
+    }
+    fn append(&self, rec: &[u8], d: Durability) -> io::Result<()> {
+        let end = {
+            let mut w = self.shared.written.lock();
+            let h = frame_header(*w, rec);
+            self.shared.file.write_at(*w, &[&h, rec])?;
+            *w += 16 + rec.len() as u64;
+            *w
+        };
+        if d == Durability::FullSync {
+            let mut durable = self.shared.durable.lock();
+            while *durable < end {
+                self.shared.synced.wait(&mut durable);
+            }
+        }
+        Ok(())
+    }
+}
+
+// ----- baseline 4: leader/follower write groups ---------------------------------------------
+
+/// Leader/follower write groups (RocksDB `JoinBatchGroup`, MuopDB write groups): appenders
+/// add their frame to the open group; the first one becomes its leader, waits for the
+/// previous group's I/O, then up to [`GROUP_TIMEOUT`] for more members (or until
+/// [`GROUP_MAX`] joined), closes the group, writes it with one write (plus one fdatasync if a
+/// member wants FullSync) and wakes the followers. NoSync appends only add to the group.
+pub struct WriteGroups {
+    file: PreFile,
+    state: Mutex<WgState>,
+    cv: Condvar,
+}
+
+struct WgState {
+    buf: Vec<u8>,
+    count: usize,
+    want: Durability,
+    /// Log offset of `buf[0]`.
+    off: u64,
+    /// Id of the open group.
+    open: u64,
+    leader: bool,
+    io_busy: bool,
+    /// Every group below this is written / durable.
+    written: u64,
+    durable: u64,
+    failed: bool,
+}
+
+pub const GROUP_MAX: usize = 128;
+pub const GROUP_MAX_BYTES: usize = 1 << 20;
+pub const GROUP_TIMEOUT: Duration = Duration::from_micros(100);
+
+impl WriteGroups {
+    pub fn open(path: &Path) -> io::Result<Self> {
+        Ok(WriteGroups {
+            file: PreFile::create(path, BASELINE_FILE)?,
+            state: Mutex::new(WgState {
+                buf: Vec::with_capacity(GROUP_MAX_BYTES),
+                count: 0,
+                want: Durability::NoSync,
+                off: 0,
+                open: 0,
+                leader: false,
+                io_busy: false,
+                written: 0,
+                durable: 0,
+                failed: false,
+            }),
+            cv: Condvar::new(),
+        })
+    }
+
+    fn lead(&self, s: &mut parking_lot::MutexGuard<'_, WgState>) -> io::Result<()> {
+        let g = s.open;
+        while s.io_busy {
+            self.cv.wait(s);
+        }
+        let deadline = Instant::now() + GROUP_TIMEOUT;
+        while s.count < GROUP_MAX && s.buf.len() < GROUP_MAX_BYTES {
+            if self.cv.wait_until(s, deadline).timed_out() {
+                break;
+            }
+        }
+        let buf = std::mem::replace(&mut s.buf, Vec::with_capacity(GROUP_MAX_BYTES));
+        let want = std::mem::replace(&mut s.want, Durability::NoSync);
+        let off = s.off;
+        s.off += buf.len() as u64;
+        s.count = 0;
+        s.open += 1;
+        s.leader = false;
+        s.io_busy = true;
+        let res = parking_lot::MutexGuard::unlocked(s, || {
+            self.file.write_at(off, &[&buf])?;
+            if want == Durability::FullSync {
+                self.file.sync()?;
+            }
+            Ok(())
+        });
+        s.io_busy = false;
+        match res {
+            Ok(()) => {
+                s.written = g + 1;
+                if want == Durability::FullSync {
+                    s.durable = g + 1;
+                }
+            }
+            Err(_) => s.failed = true,
+        }
+        self.cv.notify_all();
+        res
+    }
+}
+
+impl Wal for WriteGroups {
+    fn name(&self) -> String {
+        "b4 write groups".into()
+    }
+    fn append(&self, rec: &[u8], d: Durability) -> io::Result<()> {
+        let mut s = self.state.lock();
+        let lsn = s.off + s.buf.len() as u64;
+        s.buf.extend_from_slice(&frame_header(lsn, rec));
+        s.buf.extend_from_slice(rec);
+        s.count += 1;
+        s.want = s.want.max(d);
+        let g = s.open;
+        let full = s.count >= GROUP_MAX || s.buf.len() >= GROUP_MAX_BYTES;
+        if full && s.leader {
+            self.cv.notify_all(); // the leader waiting for members can go
+        }
+        if d == Durability::NoSync && !full {
+            return Ok(());
+        }
+        if !s.leader {
+            s.leader = true;
+            return self.lead(&mut s);
+        }
+        if d == Durability::NoSync {
+            return Ok(());
+        }
+        loop {
+            if s.failed {
+                return Err(io::Error::other("write group failed"));
+            }
+            let done = if d == Durability::FullSync {
+                s.durable > g
+            } else {
+                s.written > g
+            };
+            if done {
+                return Ok(());
+            }
+            if !s.leader && s.open == g {
+                // Defensive: nobody leads our still-open group, so lead it.
+                s.leader = true;
+                return self.lead(&mut s);
+            }
+            self.cv.wait(&mut s);
+        }
+    }
+    fn reset(&self) {
+        let mut s = self.state.lock();
+        while s.io_busy || s.leader {
+            self.cv.wait(&mut s);
+        }
+        if !s.buf.is_empty() {
+            s.leader = true;
+            let _ = self.lead(&mut s);
+        }
+    }
+}
+
+/// Opens the four baselines in `dir`.
+pub fn baselines(dir: &Path) -> io::Result<Vec<Arc<dyn Wal>>> {
+    std::fs::create_dir_all(dir)?;
+    Ok(vec![
+        Arc::new(SyncOnWrite::open(&dir.join("b1.dat"))?),
+        Arc::new(MutexBuffer::open(&dir.join("b2.dat"))?),
+        Arc::new(BackgroundSync::open(&dir.join("b3.dat"))?),
+        Arc::new(WriteGroups::open(&dir.join("b4.dat"))?),
+    ])
+}
+
+// ----- drivers -----------------------------------------------------------------------------
+
+/// CPU seconds (user + system) of the whole process so far.
+pub fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// `total` appends of `size` bytes split over `threads` threads that a barrier releases at
+/// once; returns the time from the release until the last thread finished. Threads are spawned
+/// before the clock starts (for criterion's `iter_custom`).
+pub fn run_count(
+    wal: &Arc<dyn Wal>,
+    threads: usize,
+    size: usize,
+    d: Durability,
+    total: u64,
+) -> Duration {
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let n = total / threads as u64 + u64::from((t as u64) < total % threads as u64);
+            let (wal, barrier) = (wal.clone(), barrier.clone());
+            let rec = record_bytes(size, t as u64 + 1);
+            std::thread::Builder::new()
+                .stack_size(256 << 10)
+                .spawn(move || {
+                    barrier.wait();
+                    for _ in 0..n {
+                        wal.append(&rec, d).expect("append");
+                    }
+                })
+                .expect("spawn")
+        })
+        .collect();
+    barrier.wait();
+    let start = Instant::now();
+    for h in handles {
+        h.join().expect("appender panicked");
+    }
+    start.elapsed()
+}
+
+/// What one timed point measured.
+#[derive(Clone, Debug, Default)]
+pub struct Point {
+    pub appends: u64,
+    pub wall: f64,
+    pub cpu: f64,
+    /// Per-append latencies in nanoseconds, if asked for.
+    pub lat_ns: Vec<u64>,
+}
+
+impl Point {
+    pub fn rate(&self) -> f64 {
+        self.appends as f64 / self.wall
+    }
+    pub fn cpu_per_million(&self) -> f64 {
+        self.cpu / self.appends as f64 * 1e6
+    }
+}
+
+/// `threads` threads released by a barrier append `size`-byte records for about `dur` (or until
+/// they wrote `max_bytes` together); counts appends across all threads.
+pub fn run_timed(
+    wal: &Arc<dyn Wal>,
+    threads: usize,
+    size: usize,
+    d: Durability,
+    dur: Duration,
+    max_bytes: u64,
+    latency: bool,
+) -> Point {
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let per_thread = (max_bytes / threads as u64 / size.max(1) as u64).max(1);
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (wal, barrier, stop, done) =
+                (wal.clone(), barrier.clone(), stop.clone(), done.clone());
+            let rec = record_bytes(size, t as u64 + 1);
+            std::thread::Builder::new()
+                .stack_size(256 << 10)
+                .spawn(move || {
+                    let mut lat = Vec::new();
+                    barrier.wait();
+                    let mut n = 0u64;
+                    while n < per_thread && !stop.load(Ordering::Relaxed) {
+                        if latency {
+                            let t0 = Instant::now();
+                            wal.append(&rec, d).expect("append");
+                            if lat.len() < 4_000_000 {
+                                lat.push(t0.elapsed().as_nanos() as u64);
+                            }
+                        } else {
+                            wal.append(&rec, d).expect("append");
+                        }
+                        n += 1;
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                    (n, lat)
+                })
+                .expect("spawn")
+        })
+        .collect();
+    barrier.wait();
+    let cpu0 = cpu_seconds();
+    let start = Instant::now();
+    while start.elapsed() < dur && done.load(Ordering::Relaxed) < threads as u64 {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut p = Point::default();
+    for h in handles {
+        let (n, lat) = h.join().expect("appender panicked");
+        p.appends += n;
+        p.lat_ns.extend(lat);
+    }
+    p.wall = start.elapsed().as_secs_f64();
+    p.cpu = cpu_seconds() - cpu0;
+    p
+}
+
+/// A scratch directory on the real disk (not tmpfs): `$SLOTLOG_BENCH_DIR`, else `target/bench-data`.
+pub fn bench_dir(default_root: &Path) -> PathBuf {
+    std::env::var_os("SLOTLOG_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| default_root.join("target/bench-data"))
+}

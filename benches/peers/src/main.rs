@@ -1,0 +1,912 @@
+//! The benchmark report: calibrators, slotlog vs the four in-process baselines vs crates.io
+//! WALs, latency percentiles, CPU per append, the MuopDB scenario, and the targets. Writes
+//! `docs/performance.md` and `docs/img/*.png`. Run it with `benches/run-report.sh`.
+//!
+//! Environment (all optional):
+//! - `SLOTLOG_REPORT_FULL=1`: threads 1..128, 5 repeats, 1 s points (the final sweep).
+//! - `SLOTLOG_REPORT_THREADS=1,2,8,32,64`, `SLOTLOG_REPORT_REPEATS=3`, `SLOTLOG_REPORT_POINT_MS=300`,
+//!   `SLOTLOG_REPORT_POINT_MB=128` (byte budget of one point): override single knobs.
+//! - `SLOTLOG_BENCH_DIR`: scratch directory on a real disk (default `target/bench-data`).
+//! - `SLOTLOG_REPORT_OUT`: where to write `performance.md` and `img/` (default `docs`).
+
+mod charts;
+#[path = "../../common/mod.rs"]
+mod common;
+mod peers;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use common::{level_name, Durability, Point, Wal};
+use hdrhistogram::Histogram;
+
+const CMD: &str = "benches/run-report.sh";
+
+struct Cfg {
+    threads: Vec<usize>,
+    repeats: usize,
+    point: Duration,
+    point_bytes: u64,
+    full: bool,
+}
+
+fn env_or<T: std::str::FromStr>(k: &str, d: T) -> T {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
+}
+
+impl Cfg {
+    fn from_env() -> Cfg {
+        let full = std::env::var_os("SLOTLOG_REPORT_FULL").is_some();
+        let threads = std::env::var("SLOTLOG_REPORT_THREADS")
+            .ok()
+            .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+            .unwrap_or_else(|| {
+                if full {
+                    vec![1, 2, 4, 8, 16, 32, 64, 128]
+                } else {
+                    vec![1, 2, 8, 32, 64]
+                }
+            });
+        Cfg {
+            threads,
+            repeats: env_or("SLOTLOG_REPORT_REPEATS", if full { 5 } else { 3 }),
+            point: Duration::from_millis(env_or(
+                "SLOTLOG_REPORT_POINT_MS",
+                if full { 1000 } else { 300 },
+            )),
+            point_bytes: env_or::<u64>("SLOTLOG_REPORT_POINT_MB", if full { 256 } else { 128 })
+                << 20,
+            full,
+        }
+    }
+}
+
+/// The record size the sweep uses for each level (the sizes the targets name).
+fn sweep_size(d: Durability) -> usize {
+    match d {
+        Durability::NoSync => 128,
+        Durability::WriteOnly => 4096,
+        Durability::FullSync => 512,
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn fmt_rate(v: f64) -> String {
+    if v.is_nan() {
+        "–".into()
+    } else {
+        charts::human(v)
+    }
+}
+
+fn fmt_dur(s: f64) -> String {
+    if s >= 1.0 {
+        format!("{s:.2} s")
+    } else if s >= 1e-3 {
+        format!("{:.2} ms", s * 1e3)
+    } else {
+        format!("{:.1} µs", s * 1e6)
+    }
+}
+
+fn read_trim(p: &str) -> String {
+    std::fs::read_to_string(p)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn cmd_out(cmd: &str, args: &[&str]) -> String {
+    std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "?".into())
+}
+
+// ----- calibrators ---------------------------------------------------------------------------
+
+struct Calib {
+    sync_lat: f64,
+    sync_cpu: f64,
+    memcpy_bw: f64,
+    pwrite_bw: f64,
+    fetch_add: BTreeMap<usize, f64>,
+}
+
+fn calibrate(dir: &Path, threads: &[usize]) -> std::io::Result<Calib> {
+    let f = common::PreFile::create(&dir.join("calib.dat"), 64 << 20)?;
+    // write + fdatasync of 4 KiB on a pre-written file
+    let block = common::record_bytes(4096, 7);
+    let mut lats = Vec::new();
+    let cpu0 = common::cpu_seconds();
+    let t_all = Instant::now();
+    let mut i = 0u64;
+    while lats.len() < 400 && t_all.elapsed() < Duration::from_secs(4) {
+        let t0 = Instant::now();
+        f.write_at(i * 4096, &[&block])?;
+        f.sync()?;
+        lats.push(t0.elapsed().as_secs_f64());
+        i += 1;
+    }
+    let sync_cpu = (common::cpu_seconds() - cpu0) / lats.len() as f64;
+    let sync_lat = median(&mut lats);
+    // page-cache pwrite bandwidth, 4 KiB writes, one thread
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("calib.dat"))?;
+    let mut bws = Vec::new();
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let total: u64 = 64 << 20;
+        let mut off = 0;
+        while off < total {
+            file.write_all_at(&block, off)?;
+            off += 4096;
+        }
+        bws.push(total as f64 / t0.elapsed().as_secs_f64());
+    }
+    let pwrite_bw = median(&mut bws);
+    f.sync()?;
+    // memcpy bandwidth, one thread
+    let src = common::record_bytes(32 << 20, 3);
+    let mut dst = vec![0u8; 32 << 20];
+    let mut bws = Vec::new();
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        for _ in 0..4 {
+            dst.copy_from_slice(std::hint::black_box(&src));
+        }
+        std::hint::black_box(&dst);
+        bws.push((4 * src.len()) as f64 / t0.elapsed().as_secs_f64());
+    }
+    let memcpy_bw = median(&mut bws);
+    // contended fetch_add at each thread count
+    let mut fetch_add = BTreeMap::new();
+    for &t in threads {
+        let ctr = Arc::new(AtomicU64::new(0));
+        let barrier = Arc::new(Barrier::new(t + 1));
+        let per = (4_000_000 / t as u64).max(1000);
+        let hs: Vec<_> = (0..t)
+            .map(|_| {
+                let (c, b) = (ctr.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    b.wait();
+                    for _ in 0..per {
+                        c.fetch_add(1, Ordering::AcqRel);
+                    }
+                })
+            })
+            .collect();
+        barrier.wait();
+        let t0 = Instant::now();
+        hs.into_iter().for_each(|h| h.join().unwrap());
+        fetch_add.insert(t, (per * t as u64) as f64 / t0.elapsed().as_secs_f64());
+    }
+    Ok(Calib {
+        sync_lat,
+        sync_cpu,
+        memcpy_bw,
+        pwrite_bw,
+        fetch_add,
+    })
+}
+
+// ----- the sweep -----------------------------------------------------------------------------
+
+type Key = (Durability, String, usize);
+
+fn open_systems(root: &Path, d: Durability, rep: usize) -> Vec<Arc<dyn Wal>> {
+    let mut v: Vec<Arc<dyn Wal>> = Vec::new();
+    match common::Slotlog::open(&root.join(format!("slotlog-{}-{rep}", level_name(d)))) {
+        Ok(s) => v.push(Arc::new(s)),
+        Err(e) => eprintln!("  slotlog failed to open: {e}"),
+    }
+    v.extend(common::baselines(&root.join("baselines")).expect("baselines"));
+    v.extend(peers::open_peers(
+        &root.join(format!("peers-{}", level_name(d))),
+        d,
+    ));
+    v
+}
+
+fn main() {
+    let cfg = Cfg::from_env();
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root");
+    let out = std::env::var_os("SLOTLOG_REPORT_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo.join("docs"));
+    let root = common::bench_dir(&repo).join("report");
+    std::fs::create_dir_all(&root).expect("bench dir");
+    std::fs::create_dir_all(out.join("img")).expect("img dir");
+    charts::register_font().expect("font for the charts");
+    let started = Instant::now();
+    let cores = common::cores();
+    let load_before = read_trim("/proc/loadavg");
+    let levels = common::LEVELS;
+    let n_points: usize = cfg.repeats * cfg.threads.len() * 20;
+    eprintln!(
+        "slotlog report: threads {:?}, {} repeats, {} ms points, scratch {} (~{} sweep points; expect ~{} s)",
+        cfg.threads,
+        cfg.repeats,
+        cfg.point.as_millis(),
+        root.display(),
+        n_points,
+        (n_points as f64 * (cfg.point.as_secs_f64() + 0.15) + 60.0) as u64
+    );
+
+    eprintln!("[calibrators]");
+    let cal = calibrate(&root, &cfg.threads).expect("calibrators");
+    eprintln!(
+        "  write+fdatasync 4 KiB {}, memcpy {:.1} GB/s, pwrite {:.2} GB/s",
+        fmt_dur(cal.sync_lat),
+        cal.memcpy_bw / 1e9,
+        cal.pwrite_bw / 1e9
+    );
+
+    // results[(level, system, threads)] = points over repeats
+    let mut results: BTreeMap<Key, Vec<Point>> = BTreeMap::new();
+    let mut names: BTreeMap<Durability, Vec<String>> = BTreeMap::new();
+    let mut done = 0;
+    for rep in 0..cfg.repeats {
+        for &d in &levels {
+            let systems = open_systems(&root, d, rep);
+            names.insert(d, systems.iter().map(|s| s.name()).collect());
+            for &t in &cfg.threads {
+                for s in &systems {
+                    let p = common::run_timed(
+                        s,
+                        t,
+                        sweep_size(d),
+                        d,
+                        cfg.point,
+                        cfg.point_bytes,
+                        false,
+                    );
+                    s.reset();
+                    done += 1;
+                    eprintln!(
+                        "[{done}/{n_points} {:>4.0}s] rep {rep} {:<9} {:>5} B {:>3} thr {:<20} {:>9}/s  cpu {:.2} s/M",
+                        started.elapsed().as_secs_f64(),
+                        level_name(d),
+                        sweep_size(d),
+                        t,
+                        s.name(),
+                        fmt_rate(p.rate()),
+                        p.cpu_per_million()
+                    );
+                    results.entry((d, s.name(), t)).or_default().push(p);
+                }
+            }
+            drop(systems);
+            let _ = std::fs::remove_dir_all(root.join(format!("slotlog-{}-{rep}", level_name(d))));
+            let _ = std::fs::remove_dir_all(root.join(format!("peers-{}", level_name(d))));
+        }
+    }
+    let med = |d: Durability, name: &str, t: usize| -> f64 {
+        let mut v: Vec<f64> = results
+            .get(&(d, name.to_string(), t))
+            .map(|ps| ps.iter().map(|p| p.rate()).collect())
+            .unwrap_or_default();
+        median(&mut v)
+    };
+    let med_cpu = |d: Durability, name: &str, t: usize| -> f64 {
+        let mut v: Vec<f64> = results
+            .get(&(d, name.to_string(), t))
+            .map(|ps| ps.iter().map(|p| p.cpu_per_million()).collect())
+            .unwrap_or_default();
+        median(&mut v)
+    };
+
+    // ----- latency percentiles ------------------------------------------------------------
+    eprintln!("[latency] 2 and 64 threads per level");
+    let lat_threads = [2usize, 64];
+    let mut lat: BTreeMap<(Durability, String, usize), (f64, f64, f64, u64)> = BTreeMap::new();
+    for &d in &levels {
+        let systems = open_systems(&root, d, 99);
+        for &t in &lat_threads {
+            for s in &systems {
+                let p = common::run_timed(s, t, sweep_size(d), d, cfg.point, cfg.point_bytes, true);
+                s.reset();
+                let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
+                for &ns in &p.lat_ns {
+                    let _ = h.record(ns.max(1));
+                }
+                let q = |x: f64| h.value_at_quantile(x) as f64 * 1e-9;
+                let row = (q(0.5), q(0.99), q(0.999), h.len());
+                eprintln!(
+                    "  {:<9} {:>3} thr {:<20} p50 {} p99 {} p99.9 {} ({} samples)",
+                    level_name(d),
+                    t,
+                    s.name(),
+                    fmt_dur(row.0),
+                    fmt_dur(row.1),
+                    fmt_dur(row.2),
+                    row.3
+                );
+                lat.insert((d, s.name(), t), row);
+            }
+        }
+        drop(systems);
+        let _ = std::fs::remove_dir_all(root.join(format!("slotlog-{}-99", level_name(d))));
+        let _ = std::fs::remove_dir_all(root.join(format!("peers-{}", level_name(d))));
+    }
+
+    // ----- CPU while waiting ---------------------------------------------------------------
+    eprintln!("[cpu] slotlog FullSync 512 B at 1 and 64 threads with fdatasync counts");
+    let cpu_run = |t: usize, d: Durability| {
+        let dir = root.join("slotlog-cpu");
+        let s = Arc::new(common::Slotlog::open(&dir).expect("slotlog"));
+        let before = s.log.stats();
+        let w: Arc<dyn Wal> = s.clone();
+        let p = common::run_timed(
+            &w,
+            t,
+            512,
+            d,
+            cfg.point.max(Duration::from_millis(500)),
+            cfg.point_bytes,
+            false,
+        );
+        let after = s.log.stats();
+        drop(w);
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
+        (
+            p,
+            after.fdatasyncs - before.fdatasyncs,
+            after.parks - before.parks,
+        )
+    };
+    let (copy_pt, _, _) = cpu_run(1, Durability::NoSync);
+    let per_append_work = copy_pt.cpu / copy_pt.appends.max(1) as f64;
+    let (p64, syncs64, parks64) = cpu_run(64, Durability::FullSync);
+    let work64 = p64.appends as f64 * per_append_work + syncs64 as f64 * cal.sync_cpu;
+    let cpu_excess = (p64.cpu - work64) / p64.wall;
+    eprintln!(
+        "  64 thr: {} appends, {} fdatasyncs, {} parks, {:.3} CPU-s in {:.3} s wall; work estimate {:.3} CPU-s; excess {:.3} CPU-s/s",
+        p64.appends, syncs64, parks64, p64.cpu, p64.wall, work64, cpu_excess
+    );
+
+    // ----- MuopDB scenario -----------------------------------------------------------------
+    eprintln!("[muopdb] 1000 threads x one 561 B FullSync append");
+    let muop_reps = cfg.repeats.max(3);
+    let mut muop_slot = Vec::new();
+    let mut muop_b4 = Vec::new();
+    let mut muop_floor = Vec::new();
+    let floor_file =
+        common::PreFile::create(&root.join("floor.dat"), 64 << 20).expect("floor file");
+    let floor_buf = common::record_bytes(561_000, 5);
+    for r in 0..muop_reps {
+        let dir = root.join("slotlog-muop");
+        let sl = Arc::new(common::Slotlog::open(&dir).expect("slotlog"));
+        let s: Arc<dyn Wal> = sl.clone();
+        muop_slot.push(common::run_count(&s, 1000, 561, Durability::FullSync, 1000).as_secs_f64());
+        let st = sl.log.stats();
+        eprintln!(
+            "  slotlog stats: fdatasyncs {} writes {} slots_closed {} parks {} cas_retries {} pool_waits {}",
+            st.fdatasyncs, st.writes, st.slots_closed, st.parks, st.cas_retries, st.pool_waits
+        );
+        drop(s);
+        drop(sl);
+        let _ = std::fs::remove_dir_all(&dir);
+        let b4: Arc<dyn Wal> =
+            Arc::new(common::WriteGroups::open(&root.join("baselines/b4.dat")).expect("b4"));
+        muop_b4.push(common::run_count(&b4, 1000, 561, Durability::FullSync, 1000).as_secs_f64());
+        drop(b4);
+        let t0 = Instant::now();
+        floor_file
+            .write_at((r as u64 % 8) * 1_000_000, &[&floor_buf])
+            .expect("floor write");
+        floor_file.sync().expect("floor sync");
+        muop_floor.push(t0.elapsed().as_secs_f64());
+        eprintln!(
+            "  rep {r}: slotlog {} b4 {} floor {}",
+            fmt_dur(*muop_slot.last().unwrap()),
+            fmt_dur(*muop_b4.last().unwrap()),
+            fmt_dur(*muop_floor.last().unwrap())
+        );
+    }
+    let (m_slot, m_b4, m_floor) = (
+        median(&mut muop_slot),
+        median(&mut muop_b4),
+        median(&mut muop_floor),
+    );
+    let load_after = read_trim("/proc/loadavg");
+    let elapsed = started.elapsed().as_secs_f64();
+
+    // ----- charts --------------------------------------------------------------------------
+    eprintln!("[charts] {}", out.join("img").display());
+    let tmin = *cfg.threads.iter().min().unwrap() as f64;
+    let tmax = *cfg.threads.iter().max().unwrap() as f64;
+    let xr = (tmin.log2() - 0.2, tmax.log2() + 0.2);
+    let ticks = (tmax.log2() - tmin.log2()) as usize + 1;
+    let mut images = BTreeMap::new();
+    for &d in &levels {
+        let series: Vec<charts::Series> = names[&d]
+            .iter()
+            .map(|n| {
+                (
+                    n.clone(),
+                    cfg.threads
+                        .iter()
+                        .map(|&t| ((t as f64).log2(), med(d, n, t)))
+                        .collect(),
+                )
+            })
+            .collect();
+        let file = format!("throughput-{}.png", level_name(d).to_lowercase());
+        let title = format!(
+            "{} appends/s, {} B records (median of {})",
+            level_name(d),
+            sweep_size(d),
+            cfg.repeats
+        );
+        charts::line_chart(
+            &out.join("img").join(&file),
+            &title,
+            "threads (log2; > cores is oversubscribed)",
+            "appends per second (log)",
+            xr,
+            ticks,
+            &|x| format!("{}", 2f64.powf(x).round()),
+            &charts::human,
+            &series,
+        )
+        .expect("chart");
+        images.insert(d, file);
+        let latr = &lat;
+        let lseries: Vec<charts::Series> = names[&d]
+            .iter()
+            .flat_map(|n| {
+                lat_threads.iter().filter_map(move |&t| {
+                    latr.get(&(d, n.clone(), t)).map(|r| {
+                        (
+                            format!("{n} @{t}"),
+                            vec![(0.0, r.0), (1.0, r.1), (2.0, r.2)],
+                        )
+                    })
+                })
+            })
+            .collect();
+        let lfile = format!("latency-{}.png", level_name(d).to_lowercase());
+        charts::line_chart(
+            &out.join("img").join(&lfile),
+            &format!(
+                "{} append latency, {} B records, 2 and 64 threads",
+                level_name(d),
+                sweep_size(d)
+            ),
+            "percentile",
+            "seconds (log)",
+            (-0.2, 2.2),
+            3,
+            &|x| {
+                ["p50", "p99", "p99.9"]
+                    .get(x.round() as usize)
+                    .unwrap_or(&"")
+                    .to_string()
+            },
+            &|y| fmt_dur(y),
+            &lseries,
+        )
+        .expect("chart");
+    }
+
+    // ----- targets -------------------------------------------------------------------------
+    let mut targets: Vec<(String, String, bool)> = Vec::new();
+    let fs = Durability::FullSync;
+    let mut tgt = |name: String, measured: String, ok: bool| targets.push((name, measured, ok));
+    let t32 = if cfg.threads.contains(&32) {
+        32
+    } else {
+        *cfg.threads.iter().filter(|&&t| t <= 32).max().unwrap_or(&1)
+    };
+    let s32 = med(fs, "slotlog", t32);
+    let b1 = med(fs, "b1 sync-on-write", t32);
+    tgt(
+        format!("FullSync 512 B, {t32} thr: ≥ 10× sync-on-write"),
+        format!("{:.1}×", s32 / b1),
+        s32 >= 10.0 * b1,
+    );
+    let best_peer = ["raft-engine", "okaywal", "wal-db"]
+        .iter()
+        .map(|p| (p, med(fs, p, t32)))
+        .filter(|x| !x.1.is_nan())
+        .max_by(|a, b| a.1.partial_cmp(&b.1).unwrap());
+    if let Some((p, v)) = best_peer {
+        tgt(
+            format!("FullSync 512 B, {t32} thr: ≥ 2× best peer ({p})"),
+            format!("{:.2}×", s32 / v),
+            s32 >= 2.0 * v,
+        );
+    }
+    let cap1 = 1.0 / cal.sync_lat;
+    if cfg.threads.contains(&1) {
+        let s1 = med(fs, "slotlog", 1);
+        tgt(
+            "FullSync 1 thr: ≥ 0.9 × 1/(write+fdatasync)".into(),
+            format!("{:.2}×", s1 / cap1),
+            s1 >= 0.9 * cap1,
+        );
+    }
+    let worst = cfg
+        .threads
+        .iter()
+        .filter(|&&t| t <= 64)
+        .map(|&t| (t, med(fs, "slotlog", t) / (t as f64 * cap1)))
+        .min_by(|a, b| a.1.partial_cmp(&b.1).unwrap());
+    if let Some((t, r)) = worst {
+        tgt(
+            "FullSync T ≤ 64 thr: ≥ 0.5 × T/(write+fdatasync)".into(),
+            format!("worst {r:.2}× at {t} thr"),
+            r >= 0.5,
+        );
+    }
+    let ns = Durability::NoSync;
+    if cfg.threads.contains(&2) {
+        let s2 = med(ns, "slotlog", 2);
+        let b2 = med(ns, "b2 mutex buffer", 2);
+        tgt(
+            "NoSync 128 B, 2 thr: ≥ mutex buffer".into(),
+            format!("{:.2}×", s2 / b2),
+            s2 >= b2,
+        );
+        tgt(
+            "NoSync 128 B, 2 thr: ≥ 20 M appends/s".into(),
+            format!("{}/s", fmt_rate(s2)),
+            s2 >= 20e6,
+        );
+        if cfg.threads.contains(&64) {
+            let s64 = med(ns, "slotlog", 64);
+            let b64 = med(ns, "b2 mutex buffer", 64);
+            tgt(
+                "NoSync 128 B, 64 thr: ≥ 1.5× mutex buffer".into(),
+                format!("{:.2}×", s64 / b64),
+                s64 >= 1.5 * b64,
+            );
+            tgt(
+                "NoSync 128 B, 64 thr: ≥ 0.8× slotlog at 2 thr".into(),
+                format!("{:.2}×", s64 / s2),
+                s64 >= 0.8 * s2,
+            );
+        }
+        let w2 = med(Durability::WriteOnly, "slotlog", 2) * 4096.0;
+        tgt(
+            "WriteOnly 4 KiB, 2 thr: ≥ 70% of page-cache pwrite".into(),
+            format!("{:.0}% ({:.2} GB/s)", 100.0 * w2 / cal.pwrite_bw, w2 / 1e9),
+            w2 >= 0.7 * cal.pwrite_bw,
+        );
+    }
+    tgt(
+        "MuopDB: ≤ 3× floor".into(),
+        format!("{:.2}×", m_slot / m_floor),
+        m_slot <= 3.0 * m_floor,
+    );
+    tgt(
+        "MuopDB: ≥ 5× faster than write groups (b4)".into(),
+        format!("{:.2}×", m_b4 / m_slot),
+        m_b4 >= 5.0 * m_slot,
+    );
+    tgt(
+        "FullSync 64 thr: ≤ 0.1 CPU-s per wall-s beyond the work".into(),
+        format!("{cpu_excess:.3}"),
+        cpu_excess <= 0.1,
+    );
+
+    // ----- the document --------------------------------------------------------------------
+    let mut md = String::new();
+    let w = &mut md;
+    let now = cmd_out("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "?".into());
+    let loaded = load_before
+        .split(' ')
+        .next()
+        .and_then(|x| x.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        > 0.5 * cores as f64;
+    let _ = writeln!(w, "# Performance\n");
+    let _ = writeln!(
+        w,
+        "Generated by `{CMD}` (the runner is `benches/peers/src/main.rs`) on {now} in {elapsed:.0} s: \
+threads {:?}, {} repeat(s) per point ({}), {} ms per point, at most {} MiB per point. Every number is the \
+**median** over the repeats, and every ratio compares systems measured side by side in this one run. \
+Re-running the command regenerates this file and the charts; `SLOTLOG_REPORT_FULL=1 {CMD}` runs the full sweep \
+(threads 1–128, 5 repeats, 1 s points).\n",
+        cfg.threads,
+        cfg.repeats,
+        if cfg.full { "full sweep" } else { "short sweep" },
+        cfg.point.as_millis(),
+        cfg.point_bytes >> 20
+    );
+    if loaded {
+        let _ = writeln!(
+            w,
+            "> **These figures were taken while the machine was loaded** (load average {load_before} before, \
+{load_after} after, on {cores} cores: other builds were running). Treat them as noisy; the ratios are still \
+side by side.\n"
+        );
+    }
+    let _ = writeln!(w, "## Machine\n");
+    let _ = writeln!(w, "| | |\n|---|---|");
+    let _ = writeln!(w, "| CPU | {cpu_model}, {cores} cores |");
+    let mem = read_trim("/proc/meminfo");
+    let _ = writeln!(
+        w,
+        "| memory | {} |",
+        mem.lines()
+            .next()
+            .unwrap_or("?")
+            .replace("MemTotal:", "")
+            .trim()
+    );
+    let _ = writeln!(
+        w,
+        "| kernel | {} |",
+        read_trim("/proc/sys/kernel/osrelease")
+    );
+    let _ = writeln!(
+        w,
+        "| scratch directory | `{}` ({}) |",
+        root.display(),
+        cmd_out(
+            "df",
+            &["-T", "--output=source,fstype", root.to_str().unwrap()]
+        )
+        .replace('\n', " ")
+    );
+    let _ = writeln!(
+        w,
+        "| load average before / after | {load_before} / {load_after} |"
+    );
+    let _ = writeln!(w, "| rustc | {} |\n", cmd_out("rustc", &["--version"]));
+
+    let _ = writeln!(
+        w,
+        "## Calibrators\n\nMeasured in the same run (command: `{CMD}`).\n"
+    );
+    let _ = writeln!(w, "| calibrator | value |\n|---|---|");
+    let _ = writeln!(w, "| write + fdatasync of 4 KiB on a pre-written file (median latency) | {} (→ {}/s from one thread) |", fmt_dur(cal.sync_lat), fmt_rate(cap1));
+    let _ = writeln!(
+        w,
+        "| CPU time of one write + fdatasync | {} |",
+        fmt_dur(cal.sync_cpu)
+    );
+    let _ = writeln!(
+        w,
+        "| memcpy bandwidth, one thread | {:.2} GB/s |",
+        cal.memcpy_bw / 1e9
+    );
+    let _ = writeln!(
+        w,
+        "| page-cache pwrite bandwidth, 4 KiB writes, one thread | {:.2} GB/s |",
+        cal.pwrite_bw / 1e9
+    );
+    for (t, v) in &cal.fetch_add {
+        let _ = writeln!(
+            w,
+            "| contended `fetch_add` on one word, {t} thr | {}/s |",
+            fmt_rate(*v)
+        );
+    }
+    let _ = writeln!(w);
+
+    let _ = writeln!(
+        w,
+        "## Targets\n\nFrom this run (command: `{CMD}`). Nothing is adjusted after the fact.\n"
+    );
+    let _ = writeln!(w, "| target | measured | |\n|---|---|---|");
+    for (n, m, ok) in &targets {
+        let _ = writeln!(
+            w,
+            "| {n} | {m} | {} |",
+            if *ok { "met" } else { "**missed**" }
+        );
+    }
+    let _ = writeln!(w);
+
+    let _ = writeln!(w, "## Throughput\n");
+    let _ = writeln!(
+        w,
+        "Appends per second across all threads (threads are spawned before the clock and released by a barrier). \
+Thread counts above {cores} (the core count) are oversubscribed (marked *). `cpu` is CPU seconds (getrusage, \
+whole process: user + system) per million appends. \"–\": the system has no such level.\n"
+    );
+    for &d in &levels {
+        let _ = writeln!(w, "### {} — {} B records\n", level_name(d), sweep_size(d));
+        let _ = writeln!(w, "![{} throughput](img/{})\n", level_name(d), images[&d]);
+        let _ = writeln!(
+            w,
+            "Command: `{CMD}` (chart `docs/img/{}` and this table).\n",
+            images[&d]
+        );
+        let mut hdr = "| system |".to_string();
+        let mut sep = "|---|".to_string();
+        for &t in &cfg.threads {
+            let _ = write!(hdr, " {t}{} |", if t > cores { "*" } else { "" });
+            sep.push_str("---:|");
+        }
+        let _ = writeln!(w, "{hdr} cpu s/M @2 | cpu s/M @max |\n{sep}---:|---:|");
+        let tlast = *cfg.threads.last().unwrap();
+        for n in &names[&d] {
+            let mut row = format!("| {n} |");
+            for &t in &cfg.threads {
+                let _ = write!(row, " {} |", fmt_rate(med(d, n, t)));
+            }
+            let _ = writeln!(
+                w,
+                "{row} {:.2} | {:.2} |",
+                med_cpu(d, n, 2),
+                med_cpu(d, n, tlast)
+            );
+        }
+        let _ = writeln!(w);
+    }
+
+    let _ = writeln!(w, "## Latency\n");
+    let _ = writeln!(w, "Per-append latency (hdrhistogram, every append timed) at 2 and 64 threads, same record sizes. Command: `{CMD}`.\n");
+    for &d in &levels {
+        let lfile = format!("latency-{}.png", level_name(d).to_lowercase());
+        let _ = writeln!(w, "### {}\n\n![{} latency](img/{lfile})\n\nCommand: `{CMD}` (chart `docs/img/{lfile}` and this table).\n", level_name(d), level_name(d));
+        let _ = writeln!(
+            w,
+            "| system | threads | p50 | p99 | p99.9 | samples |\n|---|---:|---:|---:|---:|---:|"
+        );
+        for n in &names[&d] {
+            for &t in &lat_threads {
+                if let Some(r) = lat.get(&(d, n.clone(), t)) {
+                    let _ = writeln!(
+                        w,
+                        "| {n} | {t} | {} | {} | {} | {} |",
+                        fmt_dur(r.0),
+                        fmt_dur(r.1),
+                        fmt_dur(r.2),
+                        r.3
+                    );
+                }
+            }
+        }
+        let _ = writeln!(w);
+    }
+
+    let _ = writeln!(w, "## CPU while waiting\n\nCommand: `{CMD}`. slotlog, FullSync, 512 B, 64 threads, one point of {} ms:\n", cfg.point.max(Duration::from_millis(500)).as_millis());
+    let _ = writeln!(w, "| | |\n|---|---|");
+    let _ = writeln!(
+        w,
+        "| appends / wall time | {} / {:.3} s ({}/s) |",
+        p64.appends,
+        p64.wall,
+        fmt_rate(p64.rate())
+    );
+    let _ = writeln!(
+        w,
+        "| fdatasyncs / parks (`Log::stats`) | {syncs64} / {parks64} |"
+    );
+    let _ = writeln!(
+        w,
+        "| CPU seconds used (whole process) | {:.3} ({:.3} CPU-s per wall-s) |",
+        p64.cpu,
+        p64.cpu / p64.wall
+    );
+    let _ = writeln!(
+        w,
+        "| the work: appends × CPU per NoSync append at 1 thread ({}) + fdatasyncs × CPU per write+fdatasync ({}) | {:.3} CPU-s |",
+        fmt_dur(per_append_work),
+        fmt_dur(cal.sync_cpu),
+        work64
+    );
+    let _ = writeln!(
+        w,
+        "| beyond the work, per wall second | **{cpu_excess:.3} CPU-s/s** |\n"
+    );
+
+    let _ = writeln!(w, "## The MuopDB scenario\n\nCommand: `{CMD}`. 1,000 threads released by one barrier each append one 561-byte record with FullSync; time from the release until the last append returned (threads spawned before). Floor: one write of 561,000 bytes + one fdatasync on a pre-written file. Median of {muop_reps}.\n");
+    let _ = writeln!(w, "| | time | × floor |\n|---|---:|---:|");
+    let _ = writeln!(w, "| floor | {} | 1.00 |", fmt_dur(m_floor));
+    let _ = writeln!(
+        w,
+        "| slotlog | {} | {:.2} |",
+        fmt_dur(m_slot),
+        m_slot / m_floor
+    );
+    let _ = writeln!(
+        w,
+        "| b4 write groups (max {} records, {} µs timeout) | {} | {:.2} |\n",
+        common::GROUP_MAX,
+        common::GROUP_TIMEOUT.as_micros(),
+        fmt_dur(m_b4),
+        m_b4 / m_floor
+    );
+
+    w.push_str(STATIC_TEXT);
+    std::fs::write(out.join("performance.md"), md).expect("write performance.md");
+    eprintln!(
+        "wrote {} and {} charts in {:.0} s",
+        out.join("performance.md").display(),
+        6,
+        started.elapsed().as_secs_f64()
+    );
+    for (n, m, ok) in &targets {
+        eprintln!("  {:<8} {n}: {m}", if *ok { "met" } else { "MISSED" });
+    }
+}
+
+const STATIC_TEXT: &str = r#"## What is measured
+
+**slotlog**: `Log::open(dir, Options::default().segment_size(64 << 20))` — the defaults (256 KiB slots, pool
+of 4, 10 ms flusher), not tuned per point. One log per level and repeat, reused across the thread counts;
+between points `sync()` + `truncate_front(end)` recycles the segments.
+
+**Baselines** (`benches/common/mod.rs`, in the same process, framing every record like slotlog: 16-byte header
+with CRC32; files pre-written with zeros so fdatasync flushes data only, like slotlog's pre-zeroed segments):
+
+1. **b1 sync-on-write** — `Mutex<File>`: write the frame, and for FullSync `fdatasync`, under the lock.
+   NoSync behaves as WriteOnly (there is no buffer).
+2. **b2 mutex buffer** (LevelDB-like) — `parking_lot::Mutex<Vec<u8>>`; the buffer is written when it reaches
+   256 KiB; a WriteOnly/FullSync append writes the buffer (and fdatasyncs) under the lock before returning.
+3. **b3 background sync** — appends write to the page cache under a mutex; a thread fdatasyncs every 100 ms
+   and wakes the FullSync waiters it covered.
+4. **b4 write groups** (RocksDB `JoinBatchGroup`, MuopDB write groups) — the first appender of an open group
+   leads it: waits for the previous group's I/O, then up to 100 µs or 128 members / 1 MiB, writes the group
+   with one write and, if any member wants FullSync, one fdatasync, then wakes the followers. NoSync appends
+   only join the group.
+
+All baselines give the same guarantees as slotlog's levels (WriteOnly: this record and all before it are in the
+page cache; FullSync: an fdatasync covering them finished).
+
+**Peers from crates.io** (`benches/peers/src/peers.rs`, a separate crate with its own workspace, so `cargo test`
+and CI never build them), each used as its documentation recommends:
+
+| peer | WriteOnly | FullSync | differences in semantics |
+|---|---|---|---|
+| raft-engine 0.4 (`default-features = false`, `Config::default()`) | `Engine::write(batch, false)` | `Engine::write(batch, true)` | One `LogBatch` with one key/value `put` per append (region = thread). Writes form leader/follower write groups; the leader fdatasyncs (Linux; fsync elsewhere). Batches ≥ 8 KiB are LZ4-compressed by default (records here are incompressible). It also keeps a memtable index. No NoSync level. |
+| okaywal 0.3 (`LogVoid` checkpointer) | – | `begin_entry` / `write_chunk` / `commit` | Every commit is durable: `commit` returns after an fdatasync (`sync_data`) that queued commits share; new segment files also fsync the directory. No NoSync or WriteOnly level. |
+| wal-db 1.1 (`Wal::open`) | `append` | `append_and_sync` | `append` reserves its range with one atomic add and writes it, so on return *this* record is in the page cache but an earlier, concurrent one may not be yet (slotlog's WriteOnly covers every record before it). `append_and_sync` waits for a group-committed fdatasync covering the record. The file grows with each append (no pre-allocation), so its fdatasync also flushes the file size. No NoSync level. |
+
+RocksDB is left out: building it (C++) takes about 30 minutes on this machine. Baseline 4 models its write groups.
+
+**Drivers**: `threads` threads are spawned and parked on a barrier before the clock starts; each appends records
+of the point's size (incompressible bytes) until the point's time or byte budget runs out; throughput counts every
+append of every thread over the wall time from the release until the last thread returned. Latency runs time
+every append with `Instant::now()` and feed an hdrhistogram. CPU is `getrusage(RUSAGE_SELF)` (all threads of the
+process, background threads included).
+
+**Criterion** (`cargo bench --bench append`): the same systems minus the peers over threads {1,…,128} × sizes
+{64 B, 128 B, 1 KiB, 16 KiB} × the three levels, `Throughput::Elements` (one element = one append across all
+threads; bytes/s = elements/s × size); `SLOTLOG_BENCH_QUICK=1` shortens it, `SLOTLOG_BENCH_SYSTEMS=slotlog,b4`
+filters systems, e.g. `SLOTLOG_BENCH_QUICK=1 cargo bench --bench append -- FullSync`.
+
+**Charts** are drawn with the [plotters](https://crates.io/crates/plotters) crate (bitmap backend, PNG encoder,
+ab_glyph text with the system's DejaVu Sans font). It is a dependency of the report crate `benches/peers` only,
+not of slotlog or its tests.
+"#;
