@@ -100,8 +100,9 @@ impl Options {
         self
     }
 
-    /// Slots in the pool, at least 2. Default 4. Bounds how much log space can be reserved and
-    /// not yet written at once (the in-flight window).
+    /// Slots in the pool, at least 3. Default 4. Bounds how much log space can be reserved and
+    /// not yet written at once (the in-flight window). Three is the minimum because a rotation
+    /// that reserves an unbuffered record needs two free entries besides the slot it closes.
     pub fn slot_pool(mut self, slots: usize) -> Self {
         self.slot_pool = slots;
         self
@@ -155,8 +156,8 @@ impl Options {
 
     pub(crate) fn validate(&self) -> Result<()> {
         let bad = |why: String| Err(Error::InvalidOptions(why));
-        if self.slot_pool < 2 || self.slot_pool > 1024 {
-            return bad(format!("slot_pool must be in 2..=1024, got {}", self.slot_pool));
+        if self.slot_pool < 3 || self.slot_pool > 1024 {
+            return bad(format!("slot_pool must be in 3..=1024, got {}", self.slot_pool));
         }
         if self.slot_size < 2 * FRAME_HEADER_LEN || self.slot_size > 1 << 30 {
             return bad(format!("slot_size must be in {}..=1 GiB, got {}", 2 * FRAME_HEADER_LEN, self.slot_size));

@@ -185,12 +185,11 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
         }
     }
 
-    // What a crashed process wrote without fdatasync is part of the log now: make it durable
-    // before anything is acknowledged after it.
+    // What a crashed process wrote without fdatasync (`NoSync`/`WriteOnly` records, in any
+    // segment) is part of the log now: make all of it durable before anything is acknowledged
+    // after it. An fdatasync of a segment with nothing dirty is cheap.
     for seg in &segments {
-        if seg.end() + window > pos {
-            seg.file.sync_data().map_err(|e| Error::io("fdatasync", &seg.path, None, e))?;
-        }
+        seg.file.sync_data().map_err(|e| Error::io("fdatasync", &seg.path, None, e))?;
     }
     Ok(Recovered { geometry, segments, spares, end: pos })
 }
