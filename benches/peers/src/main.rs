@@ -324,7 +324,7 @@ fn main() {
     // ----- latency percentiles ------------------------------------------------------------
     eprintln!("[latency] 2 and 64 threads per level");
     let lat_threads = [2usize, 64];
-    let mut lat: BTreeMap<(Durability, String, usize), (f64, f64, f64, u64)> = BTreeMap::new();
+    let mut lat: BTreeMap<Key, (f64, f64, f64, u64)> = BTreeMap::new();
     for &d in &levels {
         let systems = open_systems(&root, d, 99);
         for &t in &lat_threads {
@@ -435,6 +435,14 @@ fn main() {
         median(&mut muop_b4),
         median(&mut muop_floor),
     );
+    // The fdatasync calibrator again at the end: the targets use the faster of the two
+    // medians (the stricter bar), the document shows both.
+    let cal_end = calibrate(&root, &[]).expect("calibrators");
+    let sync_lat_start = cal.sync_lat;
+    let cal = Calib {
+        sync_lat: cal.sync_lat.min(cal_end.sync_lat),
+        ..cal
+    };
     let load_after = read_trim("/proc/loadavg");
     let elapsed = started.elapsed().as_secs_f64();
 
@@ -697,6 +705,12 @@ side by side.\n"
     );
     let _ = writeln!(w, "| calibrator | value |\n|---|---|");
     let _ = writeln!(w, "| write + fdatasync of 4 KiB on a pre-written file (median latency) | {} (→ {}/s from one thread) |", fmt_dur(cal.sync_lat), fmt_rate(cap1));
+    let _ = writeln!(
+        w,
+        "| write + fdatasync median at the start / at the end (targets use the faster) | {} / {} |",
+        fmt_dur(sync_lat_start),
+        fmt_dur(cal_end.sync_lat)
+    );
     let _ = writeln!(
         w,
         "| CPU time of one write + fdatasync | {} |",
