@@ -442,6 +442,7 @@ impl<S: Sink> LogBuffer<S> {
         }
         self.complete(seq, end);
         if want >= Level::Durable as u8 {
+            self.check_poison()?;
             self.try_sync()?;
         }
         Ok(())
@@ -506,6 +507,13 @@ impl<S: Sink> LogBuffer<S> {
         // Acquire: see the durable frontier the previous syncer stored before releasing.
         if self.syncing.swap(true, Ordering::Acquire) {
             return Ok(false);
+        }
+        // A failed fdatasync is never followed by another: after EIO the kernel may have
+        // dropped the dirty pages, so a later success would prove nothing. The previous syncer
+        // poisoned the log before releasing `syncing`, so this check sees it.
+        if let Err(e) = self.check_poison() {
+            self.syncing.store(false, Ordering::Release);
+            return Err(e);
         }
         let target = self.written();
         let from = self.durable.load(Ordering::Relaxed);

@@ -90,6 +90,9 @@ impl Log {
         for spare in recovered.spares {
             segments.add_spare(spare);
         }
+        if segments.snapshot().is_empty() {
+            segments.create_first()?;
+        }
         segments.ensure(recovered.end)?;
         let config = BufferConfig { slot_size: options.slot_size, slot_pool: options.slot_pool };
         let buffer = LogBuffer::new(SegmentSink(segments.clone()), config, recovered.end);

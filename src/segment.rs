@@ -66,6 +66,8 @@ pub(crate) struct Segments {
     /// it must be.
     write_hint: AtomicU64,
     prepare_wanted: Mutex<bool>,
+    /// fdatasyncs through the sink; the preparer zero-fills only for a log that uses them.
+    syncs: AtomicU64,
     prepare_cv: Condvar,
     shutdown: AtomicBool,
     /// Spares zero-filled by the preparer.
@@ -95,6 +97,7 @@ impl Segments {
             recycle_limit,
             write_hint: AtomicU64::new(0),
             prepare_wanted: Mutex::new(false),
+            syncs: AtomicU64::new(0),
             prepare_cv: Condvar::new(),
             shutdown: AtomicBool::new(false),
             created: AtomicU64::new(0),
@@ -163,7 +166,7 @@ impl Segments {
         if create {
             file.set_len(0).map_err(|e| io("set_len", &from, e))?;
         }
-        if file.len().map_err(|e| io("stat", &from, e))? != size {
+        if file.size().map_err(|e| io("stat", &from, e))? != size {
             file.set_len(size).map_err(|e| io("set_len", &from, e))?;
         }
         file.write_at(0, &[&header.encode()]).map_err(|e| io("write", &from, e))?;
@@ -248,8 +251,21 @@ impl Segments {
         }
     }
 
-    /// The preparer thread's loop: whenever a writer enters the last segment, create the next.
+    /// Creates the first segment of a new log, zero-filled like every prepared one. Part of
+    /// `open`, so the first appends already find written blocks.
+    pub(crate) fn create_first(&self) -> Result<()> {
+        self.prepare_spare()?;
+        self.ensure(0).map(drop)
+    }
+
+    /// The preparer thread's loop: whenever a writer enters the last segment, make the next.
+    ///
+    /// Zero-filling only pays off for fdatasync latency, and it doubles the bytes written. So
+    /// the preparer zero-fills (a spare, then installs it) only if the log has fdatasynced since
+    /// the last time; a log that only writes gets a sparse next segment, made here rather than by
+    /// a writer on the append path.
     pub(crate) fn run_preparer(&self) {
+        let mut syncs_seen = 0;
         loop {
             {
                 let mut wanted = self.prepare_wanted.lock();
@@ -261,8 +277,11 @@ impl Segments {
             if self.shutdown.load(Ordering::Acquire) {
                 return;
             }
+            let syncs = self.syncs.load(Ordering::Relaxed);
+            let zero_fill = syncs != syncs_seen;
+            syncs_seen = syncs;
             // Errors here surface again, with context, when a writer creates the segment.
-            if self.spares.lock().is_empty() && self.prepare_spare().is_err() {
+            if zero_fill && self.spares.lock().is_empty() && self.prepare_spare().is_err() {
                 continue;
             }
             let Some(last_end) = self.list.read().last().map(|s| s.end()) else { continue };
@@ -314,6 +333,7 @@ impl Sink for SegmentSink {
     }
 
     fn sync(&self, from: u64, to: u64) -> Result<()> {
+        self.0.syncs.fetch_add(1, Ordering::Relaxed);
         for seg in self.0.snapshot() {
             if seg.end() > from && seg.base() < to {
                 seg.file.sync_data().map_err(|e| Error::io("fdatasync", &seg.path, None, e))?;

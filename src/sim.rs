@@ -137,7 +137,7 @@ impl Shared {
 }
 
 fn dead() -> io::Error {
-    io::Error::new(io::ErrorKind::Other, "simulated power loss: this handle's process is gone")
+    io::Error::other("simulated power loss: this handle's process is gone")
 }
 
 fn not_found(path: &Path) -> io::Error {
@@ -211,7 +211,7 @@ impl StorageFile for SimFile {
         Ok(())
     }
 
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         self.check_alive()?;
         Ok(self.image.lock().current.len() as u64)
     }

@@ -44,8 +44,8 @@ pub trait StorageFile: Send + Sync {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
     /// fdatasync: makes the file's written data durable.
     fn sync_data(&self) -> io::Result<()>;
-    /// The file's length.
-    fn len(&self) -> io::Result<u64>;
+    /// The file's size in bytes.
+    fn size(&self) -> io::Result<u64>;
     /// Truncates or extends the file.
     fn set_len(&self, len: u64) -> io::Result<()>;
 }
@@ -71,6 +71,19 @@ pub(crate) fn read_full(file: &dyn StorageFile, mut offset: u64, mut buf: &mut [
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OsStorage;
 
+/// A held `flock`. Dropping it unlocks explicitly: closing our descriptor alone would not
+/// release the lock while a child process forked meanwhile still holds a copy of it (until that
+/// child execs), and a `close` followed by a new `open` would then fail with `Locked`.
+struct OsLock(File);
+
+impl Drop for OsLock {
+    fn drop(&mut self) {
+        // SAFETY: `self.0` is an open descriptor we own; LOCK_UN releases the lock of its open
+        // file description, whichever descriptors still refer to it.
+        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
+
 struct OsFile(File);
 
 impl StorageFile for OsFile {
@@ -90,7 +103,7 @@ impl StorageFile for OsFile {
         self.0.sync_data()
     }
 
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
     }
 
@@ -146,7 +159,7 @@ impl Storage for OsStorage {
         // this process or another, conflicts with it.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc == 0 {
-            return Ok(Some(Box::new(file)));
+            return Ok(Some(Box::new(OsLock(file))));
         }
         let err = io::Error::last_os_error();
         if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
