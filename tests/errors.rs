@@ -1,0 +1,921 @@
+//! Every error `Log` can report, that it is reported where it should be, that its `Display`
+//! says what and where, and that an I/O failure poisons the log for good (no fdatasync retried
+//! after EIO, no acknowledgement after the failure) while a reopen recovers every
+//! acknowledged record.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use slotlog::storage::{Fault, SimStorage, Storage, StorageFile};
+use slotlog::{Durability, Error, Log, Lsn, Options};
+
+const SEGMENT_SIZE: u64 = 256 << 10;
+
+fn small() -> Options {
+    Options::default()
+        .segment_size(SEGMENT_SIZE)
+        .slot_size(8 << 10)
+        .slot_pool(4)
+        .max_record_size(100 << 10)
+}
+
+/// splitmix64: a tiny seeded generator, so that every run can be replayed from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The seed from `SLOTLOG_TEST_SEED`, or a fresh one; printed so a failure can be replayed.
+fn seed(test: &str) -> u64 {
+    let seed = std::env::var("SLOTLOG_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("{test}: seed {seed} (replay with SLOTLOG_TEST_SEED={seed})");
+    seed
+}
+
+/// A self-verifying record: `[id u64][len u32]` then bytes derived from the id.
+fn payload(id: u64, len: usize) -> Vec<u8> {
+    let len = len.max(12);
+    let mut v = Vec::with_capacity(len);
+    v.extend_from_slice(&id.to_le_bytes());
+    v.extend_from_slice(&(len as u32).to_le_bytes());
+    let mut r = Rng(id);
+    while v.len() < len {
+        v.push(r.next() as u8);
+    }
+    v
+}
+
+/// Checks a record made by `payload` and returns its id.
+fn verify(data: &[u8]) -> u64 {
+    assert!(
+        data.len() >= 12,
+        "record of {} bytes is not one of ours",
+        data.len()
+    );
+    let id = u64::from_le_bytes(data[..8].try_into().unwrap());
+    assert_eq!(data, &payload(id, data.len())[..], "record {id} is corrupt");
+    id
+}
+
+fn read_all(log: &Log) -> Vec<(Lsn, Vec<u8>)> {
+    log.iter(Lsn::ZERO)
+        .unwrap()
+        .map(|r| r.map(|r| (r.lsn(), r.into_data())))
+        .collect::<slotlog::Result<_>>()
+        .unwrap()
+}
+
+fn sim_dir() -> PathBuf {
+    PathBuf::from("/sim/log")
+}
+
+/// Counts the successful fdatasyncs of log segments, as opposed to the preparer's spare
+/// files: a wrapper around `SimStorage` that tags each handle by the name it was opened under.
+/// (A segment installed from a spare keeps its spare-named handle, so syncs of such segments
+/// are not counted; the tests that count keep all their records in segment 0.)
+struct Counting {
+    sim: Arc<SimStorage>,
+    log_syncs: Arc<AtomicU64>,
+}
+
+struct CountingFile {
+    inner: Arc<dyn StorageFile>,
+    log_syncs: Option<Arc<AtomicU64>>,
+}
+
+impl StorageFile for CountingFile {
+    fn write_at(&self, offset: u64, parts: &[&[u8]]) -> io::Result<()> {
+        self.inner.write_at(offset, parts)
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read_at(offset, buf)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.inner.sync_data()?;
+        if let Some(c) = &self.log_syncs {
+            c.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+}
+
+impl Storage for Counting {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.sim.create_dir_all(dir)
+    }
+    fn kind(&self, path: &Path) -> io::Result<Option<bool>> {
+        self.sim.kind(path)
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        self.sim.list(dir)
+    }
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>> {
+        let spare = path.to_string_lossy().contains("spare");
+        Ok(Arc::new(CountingFile {
+            inner: self.sim.open(path, create)?,
+            log_syncs: (!spare).then(|| self.log_syncs.clone()),
+        }))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.sim.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        self.sim.remove(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.sim.sync_dir(dir)
+    }
+    fn lock(&self, path: &Path) -> io::Result<Option<Box<dyn Any + Send + Sync>>> {
+        self.sim.lock(path)
+    }
+}
+
+/// A `SimStorage` behind `Counting`, and options that use it.
+struct Rig {
+    sim: Arc<SimStorage>,
+    log_syncs: Arc<AtomicU64>,
+    options: Options,
+    segment_size: u64,
+}
+
+impl Rig {
+    fn new(options: Options, segment_size: u64) -> Rig {
+        let sim = SimStorage::new();
+        let log_syncs = Arc::new(AtomicU64::new(0));
+        let storage = Arc::new(Counting {
+            sim: sim.clone(),
+            log_syncs: log_syncs.clone(),
+        });
+        Rig {
+            sim,
+            log_syncs,
+            options: options.segment_size(segment_size).storage(storage),
+            segment_size,
+        }
+    }
+
+    fn log_syncs(&self) -> u64 {
+        self.log_syncs.load(Ordering::SeqCst)
+    }
+
+    /// Opens the log and appends one record (returned), with a single write, which wakes the
+    /// background preparer once; waits until it has made segment 1. Then the preparer stays
+    /// idle while the appends stay in segment 0, so that none of its writes or fdatasyncs can
+    /// take an injected fault.
+    fn open_quiet(&self, first: &[u8]) -> (Log, Lsn) {
+        let log = Log::open(sim_dir(), self.options.clone()).unwrap();
+        let lsn = log.append(first, Durability::WriteOnly).unwrap();
+        let seg1 = sim_dir().join(format!("{:016x}.seg", self.segment_size - 64));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.sim.read_file(&seg1).is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "segment 1 never prepared: {}",
+                log.debug_state()
+            );
+            std::thread::yield_now();
+        }
+        (log, lsn)
+    }
+}
+
+/// Taken for writing by the tests that spawn processes, for reading by those that close and
+/// reopen a log on real files: a child forked while a `Log` closes keeps the `flock` until it
+/// execs (see `lock_is_released_by_close_while_another_thread_spawns_processes`).
+static FORKS: parking_lot::RwLock<()> = parking_lot::RwLock::new(());
+
+// ----- simple errors ------------------------------------------------------------------------
+
+#[test]
+fn record_too_large_leaves_the_log_working() {
+    let _no_fork = FORKS.read();
+    let dir = tempfile::tempdir().unwrap();
+    let max = 100 << 10;
+    let log = Log::open(dir.path(), small()).unwrap();
+    let a = log.append(&payload(1, 100), Durability::WriteOnly).unwrap();
+    for d in [
+        Durability::NoSync,
+        Durability::WriteOnly,
+        Durability::FullSync,
+    ] {
+        match log.append(&vec![7u8; max + 1], d) {
+            Err(e @ Error::RecordTooLarge { len, max: m }) => {
+                assert_eq!((len, m), (max + 1, max));
+                let text = e.to_string();
+                assert!(
+                    text.contains(&(max + 1).to_string()) && text.contains(&max.to_string()),
+                    "{text}"
+                );
+            }
+            other => panic!("expected RecordTooLarge, got {other:?}"),
+        }
+    }
+    // The largest allowed record and a small one still go through.
+    let b = log.append(&payload(2, max), Durability::FullSync).unwrap();
+    let c = log.append(&payload(3, 10), Durability::NoSync).unwrap();
+    log.close().unwrap();
+    let log = Log::open(dir.path(), small()).unwrap();
+    let got: Vec<(Lsn, u64)> = read_all(&log)
+        .iter()
+        .map(|(l, d)| (*l, verify(d)))
+        .collect();
+    assert_eq!(got, vec![(a, 1), (b, 2), (c, 3)]);
+    assert_eq!(read_all(&log)[1].1.len(), max);
+    log.close().unwrap();
+}
+
+#[test]
+fn double_open_in_one_process_is_locked_until_close() {
+    let _no_fork = FORKS.read();
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small()).unwrap();
+    let lsn = log.append(&payload(9, 50), Durability::FullSync).unwrap();
+    for _ in 0..2 {
+        match Log::open(dir.path(), small()) {
+            Err(e @ Error::Locked { .. }) => {
+                let Error::Locked { path } = &e else {
+                    unreachable!()
+                };
+                assert!(
+                    path.starts_with(dir.path()),
+                    "lock path {} outside the log dir",
+                    path.display()
+                );
+                let text = e.to_string();
+                assert!(
+                    text.contains(&path.display().to_string()),
+                    "Display names no lock file: {text}"
+                );
+            }
+            other => panic!("second open: expected Locked, got {other:?}"),
+        }
+    }
+    // The failed opens did not disturb the open log.
+    let lsn2 = log.append(&payload(10, 50), Durability::FullSync).unwrap();
+    log.close().unwrap();
+    let log = Log::open(dir.path(), small()).expect("the lock is released by close");
+    let got: Vec<(Lsn, u64)> = read_all(&log)
+        .iter()
+        .map(|(l, d)| (*l, verify(d)))
+        .collect();
+    assert_eq!(got, vec![(lsn, 9), (lsn2, 10)]);
+    drop(log);
+    Log::open(dir.path(), small())
+        .expect("the lock is released by drop")
+        .close()
+        .unwrap();
+}
+
+const LOCK_CHILD_ENV: &str = "SLOTLOG_ERRORS_LOCK_CHILD_DIR";
+
+/// Not a test on its own: the body of the child process of `double_open_from_another_process`,
+/// which runs this binary with `LOCK_CHILD_ENV` set. Without it, returns at once.
+#[test]
+fn lock_child_process() {
+    let Some(dir) = std::env::var_os(LOCK_CHILD_ENV) else {
+        return;
+    };
+    let verdict = match Log::open(&dir, small()) {
+        Ok(log) => match log.close() {
+            Ok(()) => "ok".to_string(),
+            Err(e) => format!("close-error {e}"),
+        },
+        Err(Error::Locked { path }) => format!("locked {}", path.display()),
+        Err(e) => format!("error {e}"),
+    };
+    // On a line of its own: the test harness prints "test lock_child_process ... " first.
+    println!("\nVERDICT {verdict}");
+}
+
+fn open_in_child(dir: &Path) -> String {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "lock_child_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(LOCK_CHILD_ENV, dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "child failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .find_map(|l| l.split_once("VERDICT ").map(|(_, v)| v.to_owned()))
+        .unwrap_or_else(|| panic!("child printed no verdict:\n{stdout}"))
+}
+
+#[test]
+fn double_open_from_another_process() {
+    let _forking = FORKS.write();
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small()).unwrap();
+    let lsn = log.append(&payload(5, 300), Durability::FullSync).unwrap();
+    let verdict = open_in_child(dir.path());
+    assert!(
+        verdict.starts_with("locked "),
+        "child opened a locked log: {verdict}"
+    );
+    assert!(
+        verdict.contains(&dir.path().display().to_string()),
+        "{verdict}"
+    );
+    log.close().unwrap();
+    assert_eq!(
+        open_in_child(dir.path()),
+        "ok",
+        "lock not released by close"
+    );
+    // The child's open and close kept the record.
+    let log = Log::open(dir.path(), small()).unwrap();
+    let got: Vec<(Lsn, u64)> = read_all(&log)
+        .iter()
+        .map(|(l, d)| (*l, verify(d)))
+        .collect();
+    assert_eq!(got, vec![(lsn, 5)]);
+    log.close().unwrap();
+}
+
+/// `close` must release the lock at once, also in a program that spawns processes from
+/// another thread. The lock is a `flock` on the LOCK file, released only by closing the file;
+/// a child forked (or `posix_spawn`ed) while the `Log` was open holds a duplicate of the
+/// descriptor until it execs, so a reopen right after `close` can fail with `Locked`. Fix: the
+/// lock guard's `Drop` should `flock(fd, LOCK_UN)` before closing, which releases the lock for
+/// every duplicate of the open file description.
+#[test]
+#[ignore = "bug: close does not release the flock while a concurrently forked child still holds the fd"]
+fn lock_is_released_by_close_while_another_thread_spawns_processes() {
+    let _forking = FORKS.write();
+    let dir = tempfile::tempdir().unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spawner = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut spawned = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let _ = Command::new("true").stdin(Stdio::null()).status();
+                spawned += 1;
+            }
+            spawned
+        })
+    };
+    let mut locked = 0;
+    for _ in 0..300 {
+        for _ in 0..2 {
+            match Log::open(dir.path(), small()) {
+                Ok(log) => log.close().unwrap(),
+                Err(Error::Locked { .. }) => locked += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let spawned = spawner.join().unwrap();
+    assert_eq!(locked, 0, "{locked} of 600 opens right after a close failed with Locked ({spawned} processes spawned meanwhile)");
+}
+
+#[test]
+fn open_on_a_regular_file_is_not_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"hello").unwrap();
+    match Log::open(&file, small()) {
+        Err(e @ Error::NotADirectory { .. }) => {
+            let Error::NotADirectory { path } = &e else {
+                unreachable!()
+            };
+            assert_eq!(path, &file);
+            assert!(e.to_string().contains(&file.display().to_string()), "{e}");
+        }
+        other => panic!("expected NotADirectory, got {other:?}"),
+    }
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        b"hello",
+        "open touched the file"
+    );
+
+    // The same through SimStorage.
+    let sim = SimStorage::new();
+    sim.write_file(Path::new("/sim/file"), b"x".to_vec());
+    let err = Log::open("/sim/file", small().storage(sim.clone())).unwrap_err();
+    assert!(matches!(err, Error::NotADirectory { .. }), "{err:?}");
+    assert!(err.to_string().contains("/sim/file"), "{err}");
+}
+
+#[test]
+fn invalid_options_are_rejected_with_a_reason() {
+    let _no_fork = FORKS.read();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let cases: Vec<(Options, &str)> = vec![
+        (small().slot_pool(1), "slot_pool"),
+        (small().slot_pool(0), "slot_pool"),
+        (small().segment_size(4096), "segment_size"),
+        (small().segment_size(64 << 10), "segment_size"), // no room for a 100 KiB record
+        (small().slot_size(8), "slot_size"),
+        (small().max_record_size(2 << 30), "max_record_size"),
+        (
+            small().flush_interval(Some(Duration::ZERO)),
+            "flush_interval",
+        ),
+    ];
+    for (options, word) in cases {
+        match Log::open(&dir, options.clone()) {
+            Err(e @ Error::InvalidOptions(_)) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains(word),
+                    "{options:?}: Display does not say what is wrong: {text}"
+                );
+            }
+            other => panic!("{options:?}: expected InvalidOptions, got {other:?}"),
+        }
+    }
+    // Rejected options touch nothing; good ones still open.
+    assert!(
+        !dir.exists(),
+        "open with invalid options created the directory"
+    );
+    Log::open(&dir, small()).unwrap().close().unwrap();
+}
+
+/// `LogBuffer::new` asserts `slot_pool >= 3`; `validate` must reject 2 before that (it once
+/// accepted it, and `open` panicked).
+#[test]
+fn slot_pool_two_is_rejected_or_works_but_never_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let outcome = std::panic::catch_unwind(move || match Log::open(&path, small().slot_pool(2)) {
+        Ok(log) => {
+            let lsn = log.append(b"two slots", Durability::FullSync).unwrap();
+            log.close().unwrap();
+            let log = Log::open(&path, small()).unwrap();
+            assert_eq!(read_all(&log), vec![(lsn, b"two slots".to_vec())]);
+            "works".to_string()
+        }
+        Err(e) => {
+            assert!(matches!(e, Error::InvalidOptions(_)), "{e:?}");
+            "rejected".to_string()
+        }
+    });
+    assert!(outcome.is_ok(), "Log::open with slot_pool(2) panicked");
+}
+
+#[test]
+fn io_and_corrupt_errors_name_the_file_and_offset() {
+    let _no_fork = FORKS.read();
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small()).unwrap();
+    log.append(b"x", Durability::FullSync).unwrap();
+    log.close().unwrap();
+    let seg0 = dir.path().join(format!("{:016x}.seg", 0));
+    let len = std::fs::metadata(&seg0).unwrap().len();
+    // A header that is not a slotlog header: Corrupt at offset 0 naming the file.
+    let mut bytes = std::fs::read(&seg0).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&seg0, &bytes).unwrap();
+    let err = Log::open(dir.path(), small()).unwrap_err();
+    match &err {
+        Error::Corrupt {
+            path,
+            offset,
+            reason,
+        } => {
+            assert_eq!(path, &seg0);
+            assert_eq!(*offset, 0);
+            assert!(!reason.is_empty());
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains(&seg0.display().to_string()) && text.contains("offset 0"),
+        "{text}"
+    );
+    assert!(err.is_corrupt());
+    assert_eq!(
+        std::fs::metadata(&seg0).unwrap().len(),
+        len,
+        "a refused open changed the file"
+    );
+
+    // Io: a directory where a segment file should be.
+    let dir = tempfile::tempdir().unwrap();
+    let seg0 = dir.path().join(format!("{:016x}.seg", 0));
+    std::fs::create_dir(&seg0).unwrap();
+    let err = Log::open(dir.path(), small()).unwrap_err();
+    match &err {
+        Error::Io { path, source, .. } => {
+            assert_eq!(path, &seg0);
+            assert!(
+                err.to_string().contains(&seg0.display().to_string())
+                    && err.to_string().contains(&source.to_string()),
+                "{err}"
+            );
+        }
+        other => panic!("expected Io, got {other:?}"),
+    }
+}
+
+// ----- poisoning ----------------------------------------------------------------------------
+
+/// Checks the reopened log: its records are intact, in `Lsn` order, each one we appended at
+/// that address, and every acknowledged `WriteOnly`/`FullSync` record is there (no power was
+/// cut, so written bytes stay). Returns the records.
+fn check_recovered(log: &Log, acked: &BTreeMap<Lsn, (u64, Durability)>) -> Vec<(Lsn, u64)> {
+    let got: Vec<(Lsn, u64)> = read_all(log).iter().map(|(l, d)| (*l, verify(d))).collect();
+    for w in got.windows(2) {
+        assert!(w[0].0 < w[1].0, "records out of order: {got:?}");
+    }
+    let by_lsn: BTreeMap<Lsn, u64> = got.iter().copied().collect();
+    for (lsn, (id, d)) in acked {
+        match by_lsn.get(lsn) {
+            Some(found) => assert_eq!(found, id, "a different record at acknowledged {lsn:?}"),
+            None if *d == Durability::NoSync => {
+                // May be lost, but then nothing after it may remain.
+                assert!(
+                    got.last().map_or(true, |(l, _)| l < lsn),
+                    "NoSync record {id} at {lsn:?} lost mid-log"
+                );
+            }
+            None => panic!(
+                "acknowledged {d:?} record {id} at {lsn:?} lost; recovered {} records",
+                got.len()
+            ),
+        }
+    }
+    got
+}
+
+fn expect_poisoned(r: slotlog::Result<impl std::fmt::Debug>, what: &str) -> Arc<Error> {
+    match r {
+        Err(Error::Poisoned { cause }) => cause,
+        other => panic!("{what}: expected Poisoned, got {other:?}"),
+    }
+}
+
+/// Appends a few records of every durability, then arms `fault` and makes the append of
+/// `durability` that must hit it; checks that it and everything after fail, that no
+/// fdatasync runs after the failure, and that a reopen recovers every acknowledged record.
+fn poison_case(fault: Fault, durability: Durability, op: &str) {
+    let rig = Rig::new(small().flush_interval(None), SEGMENT_SIZE);
+    let (sim, options) = (rig.sim.clone(), rig.options.clone());
+    let (log, first) = rig.open_quiet(&payload(1000, 100));
+    let mut acked = BTreeMap::from([(first, (1000, Durability::WriteOnly))]);
+    for id in 0..60u64 {
+        let d = [
+            Durability::NoSync,
+            Durability::WriteOnly,
+            Durability::FullSync,
+        ][id as usize % 3];
+        let len = [20, 700, 3000, 6000][id as usize % 4];
+        acked.insert(log.append(&payload(id, len), d).unwrap(), (id, d));
+    }
+    log.flush().unwrap();
+    let syncs_before = rig.log_syncs();
+    sim.inject(fault, 0);
+
+    let err = log.append(&payload(100, 500), durability).unwrap_err();
+    let cause = match &err {
+        Error::Poisoned { cause } => cause.clone(),
+        other => panic!("the append that hit {fault:?}: expected Poisoned, got {other:?}"),
+    };
+    match cause.as_ref() {
+        Error::Io { op: o, path, .. } => {
+            assert_eq!(*o, op, "{cause}");
+            assert!(path.starts_with(sim_dir()), "{cause}");
+        }
+        other => panic!("poison cause should be the I/O error, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains(op) && text.contains("/sim/log/"),
+        "Display of the poison error lacks the cause: {text}"
+    );
+    assert!(err.is_poisoned());
+
+    for (i, d) in [
+        Durability::NoSync,
+        Durability::WriteOnly,
+        Durability::FullSync,
+        Durability::NoSync,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let c = expect_poisoned(log.append(&payload(200 + i as u64, 50), d), "later append");
+        assert!(
+            Arc::ptr_eq(&c, &cause),
+            "a later append reports a different cause: {c}"
+        );
+    }
+    expect_poisoned(log.sync(), "sync");
+    expect_poisoned(log.sync(), "second sync");
+    expect_poisoned(log.flush(), "flush");
+    expect_poisoned(log.end_lsn(), "end_lsn");
+    assert!(log.append(&[0u8; 200 << 10], Durability::NoSync).is_err());
+    assert_eq!(
+        rig.log_syncs(),
+        syncs_before,
+        "an fdatasync ran after the log was poisoned"
+    );
+    let closed = log.close();
+    assert!(closed.is_err(), "close of a poisoned log reported success");
+    assert_eq!(
+        rig.log_syncs(),
+        syncs_before,
+        "an fdatasync ran after the log was poisoned"
+    );
+
+    // Reboot-free reopen on the same storage: the valid prefix with every acknowledged record.
+    let log = Log::open(sim_dir(), options.clone()).unwrap();
+    let got = check_recovered(&log, &acked);
+    assert!(got.len() >= 60, "{} records recovered", got.len());
+    let more = log.append(&payload(300, 40), Durability::FullSync).unwrap();
+    assert!(more > got.last().unwrap().0);
+    log.close().unwrap();
+    let log = Log::open(sim_dir(), options).unwrap();
+    let again = read_all(&log);
+    assert_eq!(again.len(), got.len() + 1);
+    assert_eq!(
+        again.last().map(|(l, d)| (*l, verify(d))),
+        Some((more, 300))
+    );
+    log.close().unwrap();
+}
+
+#[test]
+fn sync_eio_poisons_the_log() {
+    poison_case(Fault::SyncEio, Durability::FullSync, "fdatasync");
+}
+
+#[test]
+fn write_enospc_poisons_the_log() {
+    poison_case(Fault::WriteEnospc, Durability::WriteOnly, "write");
+}
+
+#[test]
+fn short_write_poisons_the_log() {
+    poison_case(Fault::ShortWrite, Durability::WriteOnly, "write");
+}
+
+#[test]
+fn write_fault_on_a_full_sync_append_poisons_the_log() {
+    poison_case(Fault::WriteEnospc, Durability::FullSync, "write");
+}
+
+#[test]
+fn short_write_of_an_unbuffered_record_poisons_the_log() {
+    let rig = Rig::new(small().flush_interval(None), SEGMENT_SIZE);
+    let (sim, options) = (rig.sim.clone(), rig.options.clone());
+    let (log, first) = rig.open_quiet(&payload(1000, 100));
+    let mut acked = BTreeMap::from([(first, (1000, Durability::WriteOnly))]);
+    for id in 0..5u64 {
+        acked.insert(
+            log.append(&payload(id, 30_000), Durability::WriteOnly)
+                .unwrap(),
+            (id, Durability::WriteOnly),
+        );
+    }
+    sim.inject(Fault::ShortWrite, 0);
+    assert!(log
+        .append(&payload(50, 60_000), Durability::WriteOnly)
+        .is_err());
+    expect_poisoned(
+        log.append(&payload(51, 10), Durability::WriteOnly),
+        "later append",
+    );
+    drop(log);
+    let log = Log::open(sim_dir(), options).unwrap();
+    let got = check_recovered(&log, &acked);
+    assert_eq!(got.len(), 6, "the half-written record must be cut: {got:?}");
+    log.close().unwrap();
+}
+
+/// Runs `f` on a thread and fails the test, with the log's slot dump, if it takes longer than
+/// a generous bound (a hang, not a performance assertion).
+fn with_watchdog<T: Send + 'static>(
+    log: &Arc<Log>,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = mpsc::channel();
+    let h = std::thread::spawn(move || {
+        let r = f();
+        let _ = tx.send(());
+        r
+    });
+    if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+        panic!("{what} hangs; state: {}", log.debug_state());
+    }
+    h.join().unwrap()
+}
+
+/// Several threads wait on FullSync when the first fdatasync fails: every one of them gets an
+/// error (none hangs, none is acknowledged: nothing was ever durable), and no fdatasync is
+/// retried.
+#[test]
+fn sync_eio_fails_every_waiting_full_sync_thread() {
+    const THREADS: usize = 8;
+    for round in 0..40u64 {
+        let rig = Rig::new(small().flush_interval(None), SEGMENT_SIZE);
+        let (sim, options) = (rig.sim.clone(), rig.options.clone());
+        let (log, _) = rig.open_quiet(&payload(round << 32, 10));
+        let log = Arc::new(log);
+        let syncs_before = rig.log_syncs();
+        sim.inject(Fault::SyncEio, 0);
+        let barrier = Arc::new(Barrier::new(THREADS));
+        let l = log.clone();
+        let results = with_watchdog(&log, "FullSync appends after EIO", move || {
+            let hs: Vec<_> = (0..THREADS as u64)
+                .map(|t| {
+                    let (log, barrier) = (l.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        log.append(
+                            &payload((round << 32) | (t + 1), 100 + t as usize * 300),
+                            Durability::FullSync,
+                        )
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<Vec<_>>()
+        });
+        for (t, r) in results.iter().enumerate() {
+            assert!(
+                r.is_err(),
+                "round {round}: thread {t} was acknowledged after the only fdatasync failed: {r:?}"
+            );
+        }
+        if rig.log_syncs() != syncs_before {
+            // The retry bug of `no_fdatasync_is_retried_after_eio_under_load`; checked there.
+            eprintln!("round {round}: an fdatasync was retried after EIO");
+        }
+        drop(Arc::try_unwrap(log).unwrap());
+        let log = Log::open(sim_dir(), options).unwrap();
+        let got: Vec<(Lsn, u64)> = read_all(&log)
+            .iter()
+            .map(|(l, d)| (*l, verify(d)))
+            .collect();
+        assert!(
+            !got.is_empty() && got[0].1 == round << 32,
+            "round {round}: {got:?}"
+        );
+        log.close().unwrap();
+    }
+}
+
+/// Threads loop on FullSync appends while the k-th fdatasync fails: each thread ends with
+/// `Poisoned`, and every acknowledged record survives the reopen.
+#[test]
+fn sync_eio_under_load_keeps_every_acknowledged_record() {
+    sync_eio_under_load("sync_eio_under_load_keeps_every_acknowledged_record", false);
+}
+
+/// As above, and exactly the k fdatasyncs before the failure ran: none is retried after the EIO.
+///
+/// Fails in nearly every run: `LogBuffer::write_slot` calls `try_sync` for a slot that wants
+/// durability without checking the poison flag, and `try_sync` does not check it either, so a
+/// thread that finishes writing its slot after another thread's fdatasync failed runs a second
+/// fdatasync (stack: `try_progress` -> `close` -> `after_close` -> `write_slot` -> `try_sync`
+/// -> `SegmentSink::sync`). On Linux that retry can succeed after the kernel dropped the dirty
+/// pages, and it moves the durable frontier; a waiter that passed `check_poison` just before
+/// the failure and reads `durable` after the retry returns `Ok` for a record that is not durable.
+#[test]
+#[ignore = "bug: try_sync runs (retries) fdatasync after an EIO poisoned the log"]
+fn no_fdatasync_is_retried_after_eio_under_load() {
+    sync_eio_under_load("no_fdatasync_is_retried_after_eio_under_load", true);
+}
+
+fn sync_eio_under_load(name: &str, exact_syncs: bool) {
+    let seed = seed(name);
+    let mut rng = Rng(seed);
+    const THREADS: u64 = 6;
+    const BIG_SEGMENT: u64 = 8 << 20;
+    for round in 0..12u64 {
+        // Segments large enough that no append reaches segment 1 (which would wake the preparer).
+        let rig = Rig::new(small(), BIG_SEGMENT);
+        let (sim, options) = (rig.sim.clone(), rig.options.clone());
+        let (log, _) = rig.open_quiet(&payload(u64::MAX, 10));
+        let log = Arc::new(log);
+        let syncs_before = rig.log_syncs();
+        let skip = rng.below(12);
+        sim.inject(Fault::SyncEio, skip);
+        let l = log.clone();
+        let round_seed = rng.next();
+        let per_thread = with_watchdog(&log, "appends around an EIO", move || {
+            let hs: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let log = l.clone();
+                    std::thread::spawn(move || {
+                        let mut r = Rng(round_seed ^ t);
+                        let mut acked = Vec::new();
+                        for i in 0.. {
+                            let id = (round << 40) | (t << 32) | i;
+                            let d = [
+                                Durability::NoSync,
+                                Durability::WriteOnly,
+                                Durability::FullSync,
+                                Durability::FullSync,
+                            ][r.below(4) as usize];
+                            match log.append(&payload(id, 12 + r.below(2000) as usize), d) {
+                                Ok(lsn) => acked.push((lsn, id, d)),
+                                Err(e) => {
+                                    assert!(i < 200, "no error after 200 appends");
+                                    // Every later call fails as well.
+                                    for d in [
+                                        Durability::NoSync,
+                                        Durability::WriteOnly,
+                                        Durability::FullSync,
+                                    ] {
+                                        expect_poisoned(
+                                            log.append(b"late", d),
+                                            "append after the failure",
+                                        );
+                                    }
+                                    assert!(log.sync().is_err());
+                                    return (acked, e);
+                                }
+                            }
+                        }
+                        unreachable!()
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<Vec<_>>()
+        });
+        let syncs = rig.log_syncs() - syncs_before;
+        assert!(
+            syncs >= skip,
+            "seed {seed} round {round}: the EIO fired after {syncs} fdatasyncs, armed for {skip}"
+        );
+        if exact_syncs {
+            assert_eq!(
+                syncs, skip,
+                "seed {seed} round {round}: an fdatasync ran after the EIO"
+            );
+        }
+        let mut acked = BTreeMap::new();
+        for (records, err) in per_thread {
+            assert!(err.is_poisoned(), "{err:?}");
+            for (lsn, id, d) in records {
+                assert!(
+                    acked.insert(lsn, (id, d)).is_none(),
+                    "two appends got {lsn:?}"
+                );
+            }
+        }
+        assert!(
+            acked
+                .keys()
+                .all(|l| l.as_u64() < BIG_SEGMENT - 64 - (100 << 10)),
+            "an append reached segment 1"
+        );
+        drop(Arc::try_unwrap(log).unwrap());
+        let log = Log::open(sim_dir(), options.clone()).unwrap();
+        check_recovered(&log, &acked);
+        log.close().unwrap();
+    }
+}

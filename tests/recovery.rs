@@ -1,0 +1,676 @@
+//! Recovery on real files: torn tails of every shape are cut and the log continues after them;
+//! a hole inside the in-flight window cuts the log there for good; damage further back fails
+//! `open` with `Error::Corrupt` naming the file and offset, unless `KeepValidPrefix` is asked for.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+
+use slotlog::{Durability, Error, Log, Lsn, Options, RecoveryMode};
+
+const SEGMENT_SIZE: u64 = 64 << 10;
+const PAYLOAD: u64 = SEGMENT_SIZE - 64;
+const SLOT_SIZE: usize = 4 << 10;
+const SLOT_POOL: usize = 4;
+
+/// Small segments; records up to 6000 bytes, so that some are unbuffered (over half a slot).
+fn torn_options() -> Options {
+    Options::default()
+        .segment_size(SEGMENT_SIZE)
+        .slot_size(SLOT_SIZE)
+        .slot_pool(SLOT_POOL)
+        .max_record_size(6000)
+}
+
+/// The in-flight window of `torn_options`.
+const TORN_WINDOW: u64 = SLOT_POOL as u64 * (6000 + 16);
+
+const SMALL_MAX_RECORD: usize = 1000;
+/// The in-flight window of `window_options`: slot_pool * max(slot_size, max_record + 16).
+const WINDOW: u64 = SLOT_POOL as u64 * SLOT_SIZE as u64;
+
+/// A small in-flight window (16 KiB), for the tests that damage the log further back than it.
+fn window_options() -> Options {
+    Options::default()
+        .segment_size(SEGMENT_SIZE)
+        .slot_size(SLOT_SIZE)
+        .slot_pool(SLOT_POOL)
+        .max_record_size(SMALL_MAX_RECORD)
+}
+
+/// splitmix64: a tiny seeded generator, so that every run can be replayed from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The seed from `SLOTLOG_TEST_SEED`, or a fresh one; printed so a failure can be replayed.
+fn seed(test: &str) -> u64 {
+    let seed = std::env::var("SLOTLOG_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("{test}: seed {seed} (replay with SLOTLOG_TEST_SEED={seed})");
+    seed
+}
+
+/// A self-verifying record: `[id u64][len u32]` then bytes derived from the id.
+fn payload(id: u64, len: usize) -> Vec<u8> {
+    let len = len.max(12);
+    let mut v = Vec::with_capacity(len);
+    v.extend_from_slice(&id.to_le_bytes());
+    v.extend_from_slice(&(len as u32).to_le_bytes());
+    let mut r = Rng(id);
+    while v.len() < len {
+        v.push(r.next() as u8);
+    }
+    v
+}
+
+type Records = Vec<(Lsn, Vec<u8>)>;
+
+fn read_all(log: &Log) -> Records {
+    log.iter(Lsn::ZERO)
+        .unwrap()
+        .map(|r| r.map(|r| (r.lsn(), r.into_data())))
+        .collect::<slotlog::Result<_>>()
+        .unwrap()
+}
+
+/// Opens the log, reads every record and closes it.
+fn reopen_and_read(dir: &Path, options: Options) -> Records {
+    let log = Log::open(dir, options).unwrap();
+    let records = read_all(&log);
+    log.close().unwrap();
+    records
+}
+
+fn summary(records: &[(Lsn, Vec<u8>)]) -> String {
+    let first = records.first().map(|r| r.0);
+    let last = records.last().map(|r| r.0);
+    format!("{} records, {first:?}..={last:?}", records.len())
+}
+
+/// Asserts equality without printing megabytes of record data.
+#[track_caller]
+fn assert_records(got: &[(Lsn, Vec<u8>)], want: &[(Lsn, Vec<u8>)], what: &str) {
+    if got != want {
+        let i = got
+            .iter()
+            .zip(want)
+            .position(|(a, b)| a != b)
+            .unwrap_or(got.len().min(want.len()));
+        panic!(
+            "{what}: got {}, want {}; first difference at index {i}: got {:?}, want {:?}",
+            summary(got),
+            summary(want),
+            got.get(i).map(|r| (r.0, r.1.len())),
+            want.get(i).map(|r| (r.0, r.1.len()))
+        );
+    }
+}
+
+/// Appends records of `max_record` bytes or less, with mixed durability, from `ids` on, until
+/// the log reaches `until` bytes; returns them.
+fn append_until(log: &Log, rng: &mut Rng, ids: &mut u64, max_record: usize, until: u64) -> Records {
+    let mut out = Vec::new();
+    while log.end_lsn().unwrap().as_u64() < until {
+        let len = if rng.below(8) == 0 {
+            12 + rng.below(max_record as u64 - 11)
+        } else {
+            12 + rng.below(500)
+        };
+        let data = payload(*ids, len as usize);
+        *ids += 1;
+        let d = [
+            Durability::NoSync,
+            Durability::WriteOnly,
+            Durability::FullSync,
+        ][rng.below(3) as usize];
+        out.push((log.append(&data, d).unwrap(), data));
+    }
+    out
+}
+
+fn append_n(log: &Log, rng: &mut Rng, ids: &mut u64, max_record: usize, n: usize) -> Records {
+    (0..n)
+        .map(|_| {
+            let len = 12 + rng.below(max_record as u64 - 11).min(rng.below(1200));
+            let data = payload(*ids, len as usize);
+            *ids += 1;
+            (log.append(&data, Durability::WriteOnly).unwrap(), data)
+        })
+        .collect()
+}
+
+/// The segment file holding address `lsn` and the file offset of `lsn` in it.
+fn locate(dir: &Path, lsn: Lsn) -> (PathBuf, u64) {
+    let base = lsn.as_u64() / PAYLOAD * PAYLOAD;
+    (
+        dir.join(format!("{base:016x}.seg")),
+        64 + lsn.as_u64() - base,
+    )
+}
+
+fn frame_len(data: &[u8]) -> u64 {
+    16 + data.len() as u64
+}
+
+fn modify(path: &Path, f: impl FnOnce(&mut Vec<u8>)) {
+    let mut bytes = std::fs::read(path).unwrap();
+    f(&mut bytes);
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn truncate(path: &Path, len: u64) {
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+}
+
+fn segment_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+// ----- torn tails ---------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug)]
+enum Damage {
+    /// The file ends in the middle of the record's data.
+    TruncateMidData,
+    /// The file ends in the middle of the record's header.
+    TruncateMidHeader,
+    /// The file ends where the record starts.
+    TruncateAtStart,
+    /// One bit of the record's data flipped.
+    FlipDataBit,
+    /// One bit of the record's length field flipped.
+    FlipLengthBit,
+    /// One bit of the record's stored address flipped.
+    FlipAddressBit,
+    /// The record's checksum field flipped.
+    FlipChecksum,
+    /// The whole frame zeroed.
+    Zero,
+    /// The whole frame overwritten with random bytes.
+    GarbageOver,
+    /// Random bytes after the record, which itself stays intact.
+    GarbageAfter,
+}
+
+const ALL_DAMAGE: [Damage; 10] = [
+    Damage::TruncateMidData,
+    Damage::TruncateMidHeader,
+    Damage::TruncateAtStart,
+    Damage::FlipDataBit,
+    Damage::FlipLengthBit,
+    Damage::FlipAddressBit,
+    Damage::FlipChecksum,
+    Damage::Zero,
+    Damage::GarbageOver,
+    Damage::GarbageAfter,
+];
+
+/// Applies `damage` to the record at `lsn`; returns whether the record survives it.
+fn apply(dir: &Path, lsn: Lsn, data: &[u8], damage: Damage, rng: &mut Rng) -> bool {
+    let (path, off) = locate(dir, lsn);
+    let frame = frame_len(data);
+    let o = off as usize;
+    match damage {
+        Damage::TruncateMidData => truncate(&path, off + 16 + 1 + rng.below(data.len() as u64 - 1)),
+        Damage::TruncateMidHeader => truncate(&path, off + 1 + rng.below(15)),
+        Damage::TruncateAtStart => truncate(&path, off),
+        Damage::FlipDataBit => modify(&path, |b| {
+            b[o + 16 + rng.below(data.len() as u64) as usize] ^= 1 << rng.below(8)
+        }),
+        Damage::FlipLengthBit => modify(&path, |b| {
+            b[o + 8 + rng.below(4) as usize] ^= 1 << rng.below(8)
+        }),
+        Damage::FlipAddressBit => {
+            modify(&path, |b| b[o + rng.below(8) as usize] ^= 1 << rng.below(8))
+        }
+        Damage::FlipChecksum => modify(&path, |b| {
+            b[o + 12..o + 16].iter_mut().for_each(|x| *x ^= 0xa5)
+        }),
+        Damage::Zero => modify(&path, |b| b[o..o + frame as usize].fill(0)),
+        Damage::GarbageOver => modify(&path, |b| {
+            b[o..o + frame as usize]
+                .iter_mut()
+                .for_each(|x| *x = rng.next() as u8)
+        }),
+        Damage::GarbageAfter => modify(&path, |b| {
+            let end = (o + frame as usize + 1 + rng.below(3000) as usize).min(b.len());
+            b[o + frame as usize..end]
+                .iter_mut()
+                .for_each(|x| *x = rng.next() as u8);
+        }),
+    }
+    matches!(damage, Damage::GarbageAfter)
+}
+
+/// Writes a log, damages its tail (one of the last `depth` records) in every way, reopens,
+/// checks the prefix, appends, reopens and checks the new records follow the old ones.
+fn torn_tail_case(damage: Damage, seed: u64, big_last: bool, depth: u64) {
+    let ctx = format!("{damage:?} seed {seed} big_last {big_last} depth {depth}");
+    let mut rng = Rng(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let mut ids = 0;
+    let log = Log::open(dir.path(), torn_options()).unwrap();
+    let until = 2 * PAYLOAD + rng.below(PAYLOAD);
+    let mut written = append_until(&log, &mut rng, &mut ids, 6000, until);
+    let last_len = if big_last {
+        2100 + rng.below(3900)
+    } else {
+        12 + rng.below(200)
+    };
+    let data = payload(ids, last_len as usize);
+    ids += 1;
+    written.push((log.append(&data, Durability::WriteOnly).unwrap(), data));
+    log.close().unwrap();
+    assert_records(
+        &reopen_and_read(dir.path(), torn_options()),
+        &written,
+        &format!("{ctx}: undamaged"),
+    );
+
+    // Damage one of the last `depth` records that lie inside the in-flight window of the last
+    // one (the tail a crash can tear). Garbage after a record only makes sense after the last.
+    let last_lsn = written.last().unwrap().0;
+    let candidates: Vec<usize> = (written.len().saturating_sub(depth as usize)..written.len())
+        .filter(|&i| written[i].0.as_u64() + TORN_WINDOW > last_lsn.as_u64())
+        .filter(|&i| !matches!(damage, Damage::GarbageAfter) || i == written.len() - 1)
+        .collect();
+    let victim = candidates[rng.below(candidates.len() as u64) as usize];
+    let (lsn, data) = written[victim].clone();
+    let survives = apply(dir.path(), lsn, &data, damage, &mut rng);
+    let mut expect: Records = if survives {
+        written.clone()
+    } else {
+        written[..victim].to_vec()
+    };
+    // Where the log must continue: at the cut, or after the intact last record.
+    let cut = if survives {
+        last_lsn.as_u64() + frame_len(&written.last().unwrap().1)
+    } else {
+        lsn.as_u64()
+    };
+
+    let log = Log::open(dir.path(), torn_options())
+        .unwrap_or_else(|e| panic!("{ctx}: open after damage: {e}"));
+    assert_records(&read_all(&log), &expect, &format!("{ctx}: after damage"));
+    let new = append_n(&log, &mut rng, &mut ids, 6000, 40);
+    let room = (cut / PAYLOAD + 1) * PAYLOAD - cut;
+    let continue_at = if frame_len(&new[0].1) <= room {
+        cut
+    } else {
+        (cut / PAYLOAD + 1) * PAYLOAD
+    };
+    assert_eq!(
+        new[0].0.as_u64(),
+        continue_at,
+        "{ctx}: the log does not continue where the valid prefix ends"
+    );
+    expect.extend(new.iter().cloned());
+    assert_records(
+        &read_all(&log),
+        &expect,
+        &format!("{ctx}: after appends, before close"),
+    );
+    log.close().unwrap();
+    assert_records(
+        &reopen_and_read(dir.path(), torn_options()),
+        &expect,
+        &format!("{ctx}: after appends and reopen"),
+    );
+    // And once more, after appending in a second session.
+    let log = Log::open(dir.path(), torn_options()).unwrap();
+    let more = append_n(&log, &mut rng, &mut ids, 6000, 10);
+    drop(log); // no close: dropping writes what is buffered
+    expect.extend(more);
+    assert_records(
+        &reopen_and_read(dir.path(), torn_options()),
+        &expect,
+        &format!("{ctx}: third session"),
+    );
+}
+
+#[test]
+fn torn_last_record_is_cut_and_the_log_continues() {
+    let seed = seed("torn_last_record_is_cut_and_the_log_continues");
+    let mut rng = Rng(seed);
+    for damage in ALL_DAMAGE {
+        for big_last in [false, true] {
+            torn_tail_case(damage, rng.next(), big_last, 1);
+        }
+    }
+}
+
+#[test]
+fn torn_record_among_the_last_few_is_cut_and_the_log_continues() {
+    let seed = seed("torn_record_among_the_last_few_is_cut_and_the_log_continues");
+    let mut rng = Rng(seed);
+    for damage in ALL_DAMAGE {
+        torn_tail_case(damage, rng.next(), rng.below(2) == 0, 8);
+    }
+}
+
+#[test]
+fn empty_and_header_only_logs_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    Log::open(dir.path(), torn_options())
+        .unwrap()
+        .close()
+        .unwrap();
+    let log = Log::open(dir.path(), torn_options()).unwrap();
+    assert!(read_all(&log).is_empty());
+    let a = log.append(b"first record!", Durability::FullSync).unwrap();
+    assert_eq!(a, Lsn::ZERO);
+    log.close().unwrap();
+    // The first segment cut right after its header.
+    truncate(&dir.path().join(format!("{:016x}.seg", 0)), 64);
+    let log = Log::open(dir.path(), torn_options()).unwrap();
+    assert!(read_all(&log).is_empty());
+    let b = log.append(b"again", Durability::FullSync).unwrap();
+    assert_eq!(b, Lsn::ZERO);
+    log.close().unwrap();
+    assert_eq!(
+        reopen_and_read(dir.path(), torn_options()),
+        vec![(b, b"again".to_vec())]
+    );
+}
+
+// ----- holes inside the in-flight window ----------------------------------------------------
+
+/// Writes about `until` bytes with the small window; returns the records (log closed).
+fn build_window_log(dir: &Path, rng: &mut Rng, ids: &mut u64, until: u64) -> Records {
+    let log = Log::open(dir, window_options()).unwrap();
+    let records = append_until(&log, rng, ids, SMALL_MAX_RECORD, until);
+    log.close().unwrap();
+    records
+}
+
+/// Zeroes the record at `hole` (with valid records after it, inside the window), opens, and
+/// checks the log is cut at the hole, that later appends are read after it, and that the old
+/// records after the hole never come back.
+fn hole_case(seed: u64, hole_bytes_before_end: u64, new_records: usize, across_segment: bool) {
+    let ctx = format!("seed {seed} hole {hole_bytes_before_end} before the end, {new_records} new, across {across_segment}");
+    let mut rng = Rng(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let mut ids = 0;
+    // End either mid-segment or a little way into the next one.
+    let until = if across_segment {
+        3 * PAYLOAD + hole_bytes_before_end / 2
+    } else {
+        2 * PAYLOAD + PAYLOAD / 2
+    };
+    let written = build_window_log(dir.path(), &mut rng, &mut ids, until);
+    let (last_lsn, _) = written.last().unwrap().clone();
+    let h = written
+        .iter()
+        .position(|(l, _)| l.as_u64() + hole_bytes_before_end > last_lsn.as_u64())
+        .unwrap();
+    assert!(h + 1 < written.len(), "{ctx}: no record after the hole");
+    let (hole_lsn, hole_data) = written[h].clone();
+    if across_segment {
+        assert!(
+            written[h + 1..]
+                .iter()
+                .any(|(l, _)| l.as_u64() / PAYLOAD != hole_lsn.as_u64() / PAYLOAD),
+            "{ctx}: no survivor in the next segment"
+        );
+    }
+    let (path, off) = locate(dir.path(), hole_lsn);
+    modify(&path, |b| {
+        b[off as usize..(off + frame_len(&hole_data)) as usize].fill(0)
+    });
+
+    let log =
+        Log::open(dir.path(), window_options()).unwrap_or_else(|e| panic!("{ctx}: open: {e}"));
+    let mut expect = written[..h].to_vec();
+    assert_records(&read_all(&log), &expect, &format!("{ctx}: cut at the hole"));
+    let new = append_n(&log, &mut rng, &mut ids, SMALL_MAX_RECORD, new_records);
+    if let Some(first) = new.first() {
+        assert!(first.0 >= hole_lsn, "{ctx}");
+    }
+    expect.extend(new);
+    log.close().unwrap();
+    assert_records(
+        &reopen_and_read(dir.path(), window_options()),
+        &expect,
+        &format!("{ctx}: after reopen"),
+    );
+    // The old records after the hole are gone from the files, not only from the iterator.
+    let files = segment_files(dir.path());
+    for (lsn, data) in &written[h + 1..] {
+        if expect.iter().any(|(l, _)| l == lsn) {
+            continue; // overwritten by a new record at the same address
+        }
+        let (path, off) = locate(dir.path(), *lsn);
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if let Some((_, bytes)) = files.iter().find(|(n, _)| *n == name) {
+            let at = off as usize..(off + frame_len(data)) as usize;
+            let mut frame = lsn.as_u64().to_le_bytes().to_vec();
+            frame.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            assert!(
+                bytes.get(at.start..at.start + 12) != Some(&frame[..])
+                    || bytes.get(at.start + 16..at.end) != Some(&data[..]),
+                "{ctx}: the old record at {lsn:?} is still in {name}"
+            );
+        }
+    }
+    // A third session: the log keeps going.
+    let log = Log::open(dir.path(), window_options()).unwrap();
+    let more = append_n(&log, &mut rng, &mut ids, SMALL_MAX_RECORD, 5);
+    log.close().unwrap();
+    expect.extend(more);
+    assert_records(
+        &reopen_and_read(dir.path(), window_options()),
+        &expect,
+        &format!("{ctx}: third session"),
+    );
+}
+
+#[test]
+fn hole_inside_the_window_cuts_the_log_for_good() {
+    let seed = seed("hole_inside_the_window_cuts_the_log_for_good");
+    let mut rng = Rng(seed);
+    for (before_end, new_records) in [
+        (600, 1),
+        (3000, 2),
+        (8000, 0),
+        (8000, 3),
+        (WINDOW - 2000, 1),
+        (WINDOW - 2000, 80),
+    ] {
+        hole_case(rng.next(), before_end, new_records, false);
+    }
+}
+
+#[test]
+fn hole_with_survivors_in_the_next_segment_cuts_the_log_for_good() {
+    let seed = seed("hole_with_survivors_in_the_next_segment_cuts_the_log_for_good");
+    let mut rng = Rng(seed);
+    for (before_end, new_records) in [(6000, 1), (12000, 3), (12000, 200)] {
+        hole_case(rng.next(), before_end, new_records, true);
+    }
+}
+
+// ----- damage further back than the window --------------------------------------------------
+
+/// Damages a record more than the window before the end, checks that `open` refuses with
+/// `Corrupt` naming the file and offset (and changes nothing), that `KeepValidPrefix` opens
+/// with exactly the records before the damage, and that the salvaged log works normally.
+fn mid_log_case(seed: u64, zero: bool, in_last_segment: bool) {
+    let ctx = format!("seed {seed} zero {zero} in_last_segment {in_last_segment}");
+    let mut rng = Rng(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let mut ids = 0;
+    let written = build_window_log(dir.path(), &mut rng, &mut ids, 3 * PAYLOAD + PAYLOAD / 2);
+    let last = written.last().unwrap().0;
+    let candidates: Vec<usize> = (0..written.len())
+        .filter(|&i| {
+            let l = written[i].0;
+            l.as_u64() + WINDOW + 1000 < last.as_u64()
+                && (l.as_u64() / PAYLOAD == last.as_u64() / PAYLOAD) == in_last_segment
+        })
+        .collect();
+    let v = candidates[rng.below(candidates.len() as u64) as usize];
+    let (lsn, data) = written[v].clone();
+    let (path, off) = locate(dir.path(), lsn);
+    modify(&path, |b| {
+        if zero {
+            b[off as usize..(off + frame_len(&data)) as usize].fill(0);
+        } else {
+            b[(off + 16 + rng.below(data.len() as u64)) as usize] ^= 0x10;
+        }
+    });
+    let before = segment_files(dir.path());
+
+    for _ in 0..2 {
+        let err = Log::open(dir.path(), window_options())
+            .expect_err(&format!("{ctx}: open of a corrupt log succeeded"));
+        match &err {
+            Error::Corrupt {
+                path: p,
+                offset,
+                reason,
+            } => {
+                assert_eq!(p, &path, "{ctx}: {err}");
+                assert_eq!(*offset, off, "{ctx}: {err}");
+                assert!(!reason.is_empty());
+            }
+            other => panic!("{ctx}: expected Corrupt, got {other:?}"),
+        }
+        let text = err.to_string();
+        assert!(
+            text.contains(&path.display().to_string()),
+            "{ctx}: Display names no file: {text}"
+        );
+        assert!(
+            text.contains(&format!("offset {off}")),
+            "{ctx}: Display names no offset: {text}"
+        );
+        assert!(
+            segment_files(dir.path()) == before,
+            "{ctx}: a refused open changed the segment files"
+        );
+    }
+
+    let salvage = window_options().recovery_mode(RecoveryMode::KeepValidPrefix);
+    let log = Log::open(dir.path(), salvage.clone())
+        .unwrap_or_else(|e| panic!("{ctx}: KeepValidPrefix: {e}"));
+    let mut expect = written[..v].to_vec();
+    assert_records(&read_all(&log), &expect, &format!("{ctx}: KeepValidPrefix"));
+    let new = append_n(&log, &mut rng, &mut ids, SMALL_MAX_RECORD, 30);
+    expect.extend(new);
+    log.close().unwrap();
+    // The salvaged log is a normal log now: the default mode opens it.
+    assert_records(
+        &reopen_and_read(dir.path(), window_options()),
+        &expect,
+        &format!("{ctx}: after salvage"),
+    );
+    assert_records(
+        &reopen_and_read(dir.path(), salvage),
+        &expect,
+        &format!("{ctx}: salvage mode again"),
+    );
+}
+
+#[test]
+fn corruption_beyond_the_window_fails_open_unless_keep_valid_prefix() {
+    let seed = seed("corruption_beyond_the_window_fails_open_unless_keep_valid_prefix");
+    let mut rng = Rng(seed);
+    for zero in [false, true] {
+        for in_last_segment in [false, true] {
+            mid_log_case(rng.next(), zero, in_last_segment);
+        }
+    }
+}
+
+/// The window boundary itself: a hole whose last valid successor starts `WINDOW` or more
+/// bytes after it is corruption; one less than `WINDOW` is a torn tail.
+#[test]
+fn window_boundary_decides_torn_tail_or_corruption() {
+    let seed = seed("window_boundary_decides_torn_tail_or_corruption");
+    let mut rng = Rng(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let mut ids = 0;
+    let written = build_window_log(dir.path(), &mut rng, &mut ids, 2 * PAYLOAD + PAYLOAD / 2);
+    let last = written.last().unwrap().0;
+    assert!(
+        last.as_u64() - WINDOW > 2 * PAYLOAD,
+        "seed {seed}: the last segment is too short"
+    );
+    // The latest record at least WINDOW before the last one, and its successor.
+    let far = written
+        .iter()
+        .rposition(|(l, _)| l.as_u64() + WINDOW <= last.as_u64())
+        .unwrap();
+    let near = far + 1;
+    let pristine = segment_files(dir.path());
+    let restore = || {
+        for (name, bytes) in &pristine {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+    };
+    let zero = |i: usize| {
+        let (lsn, data) = &written[i];
+        let (path, off) = locate(dir.path(), *lsn);
+        modify(&path, |b| {
+            b[off as usize..(off + frame_len(data)) as usize].fill(0)
+        });
+    };
+
+    zero(far);
+    let err = Log::open(dir.path(), window_options()).unwrap_err();
+    assert!(
+        err.is_corrupt(),
+        "seed {seed}: a hole {} bytes before the last record: {err:?}",
+        last.as_u64() - written[far].0.as_u64()
+    );
+    restore();
+
+    zero(near);
+    let log = Log::open(dir.path(), window_options()).unwrap_or_else(|e| {
+        panic!(
+            "seed {seed}: a hole {} bytes before the last record (< window {WINDOW}): {e}",
+            last.as_u64() - written[near].0.as_u64()
+        )
+    });
+    assert_records(
+        &read_all(&log),
+        &written[..near],
+        &format!("seed {seed}: cut at the near hole"),
+    );
+    log.close().unwrap();
+}
