@@ -11,7 +11,70 @@ pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Atom
 pub(crate) use std::sync::Arc;
 
 #[cfg(slotlog_loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
+pub(crate) use loom::sync::atomic::fence;
+#[cfg(slotlog_loom)]
+pub(crate) use loom_atomics::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize};
+
+/// Loom's atomics, with `store` done as `swap`.
+///
+/// Loom 0.7.2 can let a load return a value that is older in modification order than a store
+/// which happens-before the load, when that older value was written by an RMW that read another
+/// thread's RMW (its modification-order bookkeeping for RMWs is incomplete; cf. loom issues
+/// 254, 282 and 389). The slot protocol hits exactly that pattern when a pool entry is reused:
+/// joiners CAS the old incarnation's state, a closer `fetch_or`s it, and `activate` then
+/// `store`s the new incarnation's state. Under plain loom a thread that acquired the new
+/// `active` could still read the old closed state and park forever (a false deadlock in the
+/// pool and padding models). An RMW always reads the latest value in loom, and a swap whose
+/// result is ignored has the same effect on memory as the store; the only difference in the
+/// C++ model is that it continues release sequences instead of ending them. `loom-tests/`
+/// has a minimal reproducer of the loom bug (`tests/loom_store_after_rmw.rs`). No AtomicU32:
+/// only the futex `Event` uses it (the loom one is a Mutex + Condvar).
+#[cfg(slotlog_loom)]
+mod loom_atomics {
+    use std::sync::atomic::Ordering;
+
+    macro_rules! atomic {
+        ($name:ident, $t:ty $(, $fetch:ident)*) => {
+            #[derive(Debug)]
+            pub(crate) struct $name(loom::sync::atomic::$name);
+
+            #[allow(dead_code)]
+            impl $name {
+                pub(crate) fn new(v: $t) -> Self {
+                    $name(loom::sync::atomic::$name::new(v))
+                }
+                pub(crate) fn load(&self, order: Ordering) -> $t {
+                    self.0.load(order)
+                }
+                pub(crate) fn store(&self, v: $t, order: Ordering) {
+                    self.0.swap(v, order);
+                }
+                pub(crate) fn swap(&self, v: $t, order: Ordering) -> $t {
+                    self.0.swap(v, order)
+                }
+                pub(crate) fn compare_exchange_weak(
+                    &self,
+                    current: $t,
+                    new: $t,
+                    success: Ordering,
+                    failure: Ordering,
+                ) -> Result<$t, $t> {
+                    self.0.compare_exchange_weak(current, new, success, failure)
+                }
+                $(
+                    pub(crate) fn $fetch(&self, v: $t, order: Ordering) -> $t {
+                        self.0.$fetch(v, order)
+                    }
+                )*
+            }
+        };
+    }
+
+    atomic!(AtomicBool, bool, fetch_or);
+    atomic!(AtomicU8, u8, fetch_or, fetch_max, fetch_add);
+    atomic!(AtomicU64, u64, fetch_or, fetch_max, fetch_add);
+    atomic!(AtomicUsize, usize, fetch_or, fetch_max, fetch_add);
+}
 #[cfg(slotlog_loom)]
 pub(crate) use loom::sync::Arc;
 

@@ -1,0 +1,384 @@
+//! Loom models of the slot protocol. Each one is exhaustive within the preemption bound it
+//! passes to `model` and asserts its property, not just "no panic"; see docs/testing.md,
+//! "Loom models". Run them with `loom-tests/run.sh`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use slotlog::protocol::Level;
+use slotlog_loom_tests::{
+    active_seq, append, buffer, check_final, model, observe, spawn, MemSink, Rec,
+};
+
+const W: Option<Level> = Some(Level::Written);
+const D: Option<Level> = Some(Level::Durable);
+
+/// Counts executions in which a model reached the situation it is about, so that a model that
+/// no longer exercises its scenario fails instead of passing vacuously.
+fn hits() -> (Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let h = Arc::new(AtomicUsize::new(0));
+    (h.clone(), h)
+}
+
+/// Two WriteOnly appenders race for one 4-byte slot with 1-byte headers (2-byte frames): both
+/// land in slot 0, or the first one's close sends the second to slot 1. Both must return with
+/// their bytes written, and the sink must hold one write per slot.
+#[test]
+fn two_threads_join_one_slot() {
+    let (hit, seen) = hits();
+    model("two_threads_join_one_slot", 3, move || {
+        let buf = buffer(MemSink::new(1), 4, 3);
+        let b1 = buf.clone();
+        let t1 = spawn("t1", move || append(&b1, &[1], W));
+        let b2 = buf.clone();
+        let t2 = spawn("t2", move || append(&b2, &[2], W));
+        observe(&buf);
+        let recs = [t1.join().unwrap(), t2.join().unwrap()];
+        observe(&buf);
+        check_final(&buf, &recs, 4);
+        let writes = buf.sink().log().writes.clone();
+        assert_eq!(
+            writes.len() as u64,
+            active_seq(&buf),
+            "one write per closed slot: {writes:?}"
+        );
+        if writes.len() == 1 {
+            hit.fetch_add(1, Ordering::Relaxed);
+            assert_eq!(
+                (writes[0].lsn, writes[0].len),
+                (0, 4),
+                "both frames in one write"
+            );
+        }
+    });
+    assert!(
+        seen.load(Ordering::Relaxed) > 0,
+        "never had both records in one slot"
+    );
+}
+
+/// Three threads join one slot (1-byte records, no headers, 4-byte slot); the WriteOnly one
+/// closes it when the write pipe is idle, racing the two NoSync joiners.
+#[test]
+fn three_threads_join_one_slot() {
+    let (hit, seen) = hits();
+    model("three_threads_join_one_slot", 2, move || {
+        let buf = buffer(MemSink::new(0), 4, 3);
+        let b1 = buf.clone();
+        let t1 = spawn("t1", move || append(&b1, &[1], None));
+        let b2 = buf.clone();
+        let t2 = spawn("t2", move || append(&b2, &[2], None));
+        let b3 = buf.clone();
+        let t3 = spawn("t3", move || append(&b3, &[3], W));
+        let recs = [t1.join().unwrap(), t2.join().unwrap(), t3.join().unwrap()];
+        observe(&buf);
+        let first = buf.sink().log().writes.first().map(|w| w.len);
+        if first == Some(3) {
+            hit.fetch_add(1, Ordering::Relaxed);
+        }
+        check_final(&buf, &recs, 3);
+        let writes = buf.sink().log().writes.clone();
+        assert_eq!(
+            writes.len() as u64,
+            active_seq(&buf),
+            "one write per closed slot: {writes:?}"
+        );
+    });
+    assert!(
+        seen.load(Ordering::Relaxed) > 0,
+        "never wrote all three records in one slot write"
+    );
+}
+
+/// A join that crosses the switch size: slot 0 (2 bytes) already holds one byte; of two
+/// WriteOnly 1-byte appenders one fills it, the other finds it full, closes it, rotates, and
+/// joins slot 1. Slot 0 must go out as one 2-byte write.
+#[test]
+fn join_crosses_switch_size() {
+    model("join_crosses_switch_size", 3, || {
+        let buf = buffer(MemSink::new(0), 2, 3);
+        let r0 = append(&buf, &[9], None);
+        let b1 = buf.clone();
+        let t1 = spawn("t1", move || append(&b1, &[1], W));
+        let b2 = buf.clone();
+        let t2 = spawn("t2", move || append(&b2, &[2], W));
+        observe(&buf);
+        let recs = [r0, t1.join().unwrap(), t2.join().unwrap()];
+        let writes = buf.sink().log().writes.clone();
+        assert_eq!(
+            (writes[0].lsn, writes[0].len),
+            (0, 2),
+            "the full slot is one write: {writes:?}"
+        );
+        assert_eq!(
+            active_seq(&buf),
+            2,
+            "slot 0 closed by the crossing join, slot 1 by a waiter"
+        );
+        check_final(&buf, &recs, 3);
+        assert_eq!(buf.sink().log().writes.len(), 2);
+    });
+}
+
+/// The leader's close and rotation race late joiners: `flush` closes slot 0 (which holds a
+/// byte) while two NoSync appenders join it or, once it is closed, park for the rotation and
+/// join slot 1. The flush must return with slot 0 written; nothing is lost or duplicated.
+#[test]
+fn close_and_rotation_race_late_joiners() {
+    let (hit, seen) = hits();
+    model("close_and_rotation_race_late_joiners", 2, move || {
+        let buf = buffer(MemSink::new(0), 4, 3);
+        let r0 = append(&buf, &[9], None);
+        let b1 = buf.clone();
+        let leader = spawn("leader", move || {
+            b1.flush().expect("flush");
+            assert!(
+                b1.written() >= 1,
+                "flush returned before slot 0 was written"
+            );
+        });
+        let b2 = buf.clone();
+        let t2 = spawn("t2", move || append(&b2, &[2], None));
+        let b3 = buf.clone();
+        let t3 = spawn("t3", move || append(&b3, &[3], None));
+        leader.join().unwrap();
+        let recs = [r0, t2.join().unwrap(), t3.join().unwrap()];
+        observe(&buf);
+        if recs[1..].iter().any(|r| r.lsn >= buf.written()) {
+            hit.fetch_add(1, Ordering::Relaxed); // a late joiner went to slot 1
+        }
+        check_final(&buf, &recs, 3);
+        let writes = buf.sink().log().writes.clone();
+        assert_eq!(
+            writes.len() as u64,
+            active_seq(&buf),
+            "one write per closed slot: {writes:?}"
+        );
+    });
+    assert!(
+        seen.load(Ordering::Relaxed) > 0,
+        "no late joiner ever missed the closed slot"
+    );
+}
+
+/// Last-releaser election: two NoSync joiners and a closer (`close_if_nonempty`, which does
+/// not wait). Whoever makes the state "closed and fully released" writes the slot: once all
+/// three are done, a closed slot must have been written exactly once, by one of them, and an
+/// open one not at all.
+#[test]
+fn last_releaser_election() {
+    let (hit, seen) = hits();
+    model("last_releaser_election", 2, move || {
+        let buf = buffer(MemSink::new(0), 4, 3);
+        let b1 = buf.clone();
+        let t1 = spawn("t1", move || append(&b1, &[1], None));
+        let b2 = buf.clone();
+        let t2 = spawn("t2", move || append(&b2, &[2], None));
+        let b3 = buf.clone();
+        let closer = spawn("closer", move || b3.close_if_nonempty().expect("close"));
+        let recs = [t1.join().unwrap(), t2.join().unwrap()];
+        closer.join().unwrap();
+        let writes = buf.sink().log().writes.clone();
+        if active_seq(&buf) == 0 {
+            assert!(writes.is_empty(), "an open slot was written: {writes:?}");
+        } else {
+            assert_eq!(active_seq(&buf), 1);
+            assert_eq!(
+                writes.len(),
+                1,
+                "closed slot 0 must be written exactly once: {writes:?}"
+            );
+            let in_slot0 = recs.iter().filter(|r| r.lsn < writes[0].len).count();
+            assert_eq!(
+                writes[0].len as usize, in_slot0,
+                "slot 0's write holds exactly its records"
+            );
+            assert_eq!(
+                buf.written(),
+                writes[0].len,
+                "written frontier after slot 0's write"
+            );
+            let by = writes[0].by.as_str();
+            assert!(["t1", "t2", "closer"].contains(&by), "slot written by {by}");
+            if by == "closer" {
+                hit.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        check_final(&buf, &recs, 2);
+    });
+    assert!(
+        seen.load(Ordering::Relaxed) > 0,
+        "the closer never wrote the slot"
+    );
+}
+
+/// Out-of-order completion: a buffered record in slot 0 and an unbuffered WriteOnly record
+/// reserved right after it (its own sequence number). The unbuffered write can finish before
+/// slot 0's; then `complete` must not move the frontier, and slot 0's completion must carry it
+/// over both. The main thread checks the frontier against the sink while they run.
+#[test]
+fn out_of_order_completion_carries_frontier() {
+    let (hit, seen) = hits();
+    model("out_of_order_completion_carries_frontier", 3, move || {
+        let buf = buffer(MemSink::new(0), 2, 3);
+        let b1 = buf.clone();
+        let t1 = spawn("t1", move || append(&b1, &[1], None));
+        let b2 = buf.clone();
+        let t2 = spawn("t2", move || append(&b2, &[5, 6], W));
+        observe(&buf);
+        let recs = [t1.join().unwrap(), t2.join().unwrap()];
+        observe(&buf);
+        let writes = buf.sink().log().writes.clone();
+        if writes.len() == 2 && writes[0].lsn > writes[1].lsn {
+            hit.fetch_add(1, Ordering::Relaxed);
+            assert_eq!(
+                buf.written(),
+                3,
+                "slot 0's completion must carry the frontier over the extent"
+            );
+        }
+        check_final(&buf, &recs, 3);
+    });
+    assert!(
+        seen.load(Ordering::Relaxed) > 0,
+        "the extent never completed before slot 0"
+    );
+}
+
+/// No lost wake-up: a WriteOnly and a FullSync appender share slot 0. Whichever is not the
+/// writer parks while the other moves the frontier (and runs the fdatasync). Both must return
+/// (a lost wake-up is a loom deadlock), with their guarantees met.
+#[test]
+fn waiter_parks_while_frontier_passes() {
+    let (hit, seen) = hits();
+    model("waiter_parks_while_frontier_passes", 3, move || {
+        let buf = buffer(MemSink::new(0), 4, 3);
+        let b1 = buf.clone();
+        let t1 = spawn("t1", move || append(&b1, &[1], W));
+        let b2 = buf.clone();
+        let t2 = spawn("t2", move || append(&b2, &[2], D));
+        observe(&buf);
+        let recs = [t1.join().unwrap(), t2.join().unwrap()];
+        let log = buf.sink().log();
+        if log
+            .writes
+            .iter()
+            .any(|w| w.by == "t2" && w.lsn <= recs[0].lsn && recs[0].lsn < w.lsn + w.len)
+        {
+            hit.fetch_add(1, Ordering::Relaxed); // t1's bytes were written by t2: t1 waited
+        }
+        drop(log);
+        check_final(&buf, &recs, 2);
+    });
+    assert!(
+        seen.load(Ordering::Relaxed) > 0,
+        "t1 never waited for t2's write"
+    );
+}
+
+/// Pool exhaustion and refill: 3 slots of 2 bytes. t1 appends one byte; t2 appends six, one
+/// after the other, so the pool wraps (slot 3 reuses entry 0). While t1 has not released slot
+/// 0, t2 can close and write slots 1 and 2 but must wait for entry 0 before it activates slot
+/// 3; t1's release writes slot 0, carries the frontier over 1 and 2, and frees the entry.
+#[test]
+fn pool_exhaustion_and_refill() {
+    let (hit, seen) = hits();
+    model("pool_exhaustion_and_refill", 2, move || {
+        let buf = buffer(MemSink::new(0), 2, 3);
+        let b1 = buf.clone();
+        let t1 = spawn("t1", move || append(&b1, &[1], None));
+        let b2 = buf.clone();
+        let t2 = spawn("t2", move || {
+            (10..16)
+                .map(|v| append(&b2, &[v], None))
+                .collect::<Vec<Rec>>()
+        });
+        observe(&buf);
+        let mut recs = vec![t1.join().unwrap()];
+        let rest = t2.join().unwrap();
+        for w in rest.windows(2) {
+            assert!(
+                w[0].lsn < w[1].lsn,
+                "one thread's records in order: {rest:?}"
+            );
+        }
+        recs.extend(rest);
+        observe(&buf);
+        let writes = buf.sink().log().writes.clone();
+        let pos = |lsn: u64| writes.iter().position(|w| w.lsn == lsn);
+        if let (Some(a), Some(b)) = (pos(0), pos(2)) {
+            if a > b {
+                hit.fetch_add(1, Ordering::Relaxed); // slot 1 done while t1 held slot 0
+                assert_eq!(writes[a].by, "t1", "only t1 can hold slot 0 that long");
+            }
+        }
+        check_final(&buf, &recs, 7);
+        let writes = buf.sink().log().writes.clone();
+        assert_eq!(
+            writes.len() as u64,
+            active_seq(&buf),
+            "one write per closed slot: {writes:?}"
+        );
+        assert_eq!(writes.len(), 4);
+    });
+    assert!(
+        seen.load(Ordering::Relaxed) > 0,
+        "slot 0 never completed after slot 1"
+    );
+}
+
+/// An unbuffered FullSync record between buffered ones: slot 0 holds a byte; the unbuffered
+/// record closes it and is reserved right after it; a WriteOnly buffered append lands before
+/// (in slot 0) or after (in the slot activated past the extent).
+#[test]
+fn unbuffered_between_buffered() {
+    let (hit, seen) = hits();
+    model("unbuffered_between_buffered", 3, move || {
+        let buf = buffer(MemSink::new(0), 2, 3);
+        let r0 = append(&buf, &[9], None);
+        let b1 = buf.clone();
+        let t1 = spawn("t1", move || append(&b1, &[5, 6], D));
+        let b2 = buf.clone();
+        let t2 = spawn("t2", move || append(&b2, &[1], W));
+        observe(&buf);
+        let (x, r2) = (t1.join().unwrap(), t2.join().unwrap());
+        if r2.lsn > x.lsn {
+            hit.fetch_add(1, Ordering::Relaxed);
+            assert_eq!(x.lsn, 1, "the extent follows slot 0 directly");
+        } else {
+            assert_eq!((r2.lsn, x.lsn), (1, 2), "slot 0 = [9, 1], then the extent");
+        }
+        check_final(&buf, &[r0, x, r2], 4);
+    });
+    assert!(
+        seen.load(Ordering::Relaxed) > 0,
+        "the buffered record never followed the extent"
+    );
+}
+
+/// Padding at a segment end: 5-byte segments, 4-byte slots, 2-byte frames. Slot 0 is full
+/// (two records); two WriteOnly appenders find it full, and the closer must pad the one byte
+/// left in the segment (a 2-byte frame cannot fit there) and start the next slot at the
+/// segment boundary. The padding is "written" when the protocol asks for its header.
+#[test]
+fn padding_at_segment_end() {
+    model("padding_at_segment_end", 2, || {
+        let buf = buffer(MemSink::with_segments(0, 5), 4, 3);
+        let r0 = append(&buf, &[7, 7], None);
+        let r1 = append(&buf, &[8, 8], None);
+        let b1 = buf.clone();
+        let t1 = spawn("t1", move || append(&b1, &[1, 1], W));
+        let b2 = buf.clone();
+        let t2 = spawn("t2", move || append(&b2, &[2, 2], W));
+        observe(&buf);
+        let recs = [r0, r1, t1.join().unwrap(), t2.join().unwrap()];
+        let mut after: Vec<u64> = recs[2..].iter().map(|r| r.lsn).collect();
+        after.sort();
+        assert_eq!(
+            after,
+            [5, 7],
+            "the new records start at the segment boundary"
+        );
+        check_final(&buf, &recs, 9);
+    });
+}
