@@ -13,7 +13,9 @@ use crate::error::{Error, Result};
 use crate::format::FRAME_HEADER_LEN;
 use crate::slot::{Slot, State, CLOSED};
 use crate::stats::Counters;
-use crate::sync::{spin_hint, AtomicBool, AtomicU64, Event, Mutex, MutexGuard, Ordering, SPIN_LIMIT};
+use crate::sync::{
+    spin_hint, AtomicBool, AtomicU64, Event, Mutex, MutexGuard, Ordering, SPIN_LIMIT,
+};
 use crate::waiters::{Level, Registration, WaitList};
 
 /// Where slot bytes go, and how frames are made. The real one is the segment files; the loom
@@ -123,7 +125,10 @@ impl<S: Sink> LogBuffer<S> {
             unbuffered_over: (config.slot_size / 2).max(sink.header_len() + 1) as u64,
             sink,
             active: CachePadded::new(AtomicU64::new(0)),
-            ring: Mutex::new(Ring { lowest: 0, done: vec![None; n] }),
+            ring: Mutex::new(Ring {
+                lowest: 0,
+                done: vec![None; n],
+            }),
             written: CachePadded::new(AtomicU64::new(start)),
             durable: CachePadded::new(AtomicU64::new(start)),
             syncing: AtomicBool::new(false),
@@ -214,7 +219,10 @@ impl<S: Sink> LogBuffer<S> {
         // this thread alone; nobody reads it before our release below (the writer waits for
         // `released == joined`, which needs our release).
         unsafe {
-            t.slot.bytes.write(t.offset as usize, &[&header[..self.sink.header_len()], data]);
+            t.slot.bytes.write(
+                t.offset as usize,
+                &[&header[..self.sink.header_len()], data],
+            );
         }
         if let Some(level) = level {
             // Relaxed: published to the slot's writer by the AcqRel release below.
@@ -222,7 +230,11 @@ impl<S: Sink> LogBuffer<S> {
         }
         // AcqRel: Release publishes our copy (and `want`) to whoever writes the slot; Acquire,
         // for the case that we are that writer, makes every other joiner's copy visible to us.
-        let before = State(t.slot.state.fetch_add(State::release_delta(frame), Ordering::AcqRel));
+        let before = State(
+            t.slot
+                .state
+                .fetch_add(State::release_delta(frame), Ordering::AcqRel),
+        );
         let after = State(before.0 + State::release_delta(frame));
         if after.complete() {
             self.write_slot(t.slot, t.seq, after)?;
@@ -268,7 +280,13 @@ impl<S: Sink> LogBuffer<S> {
                         // Relaxed: ordered by the Acquire CAS above; stable until we release.
                         let base = slot.base.load(Ordering::Relaxed);
                         let seq = slot.seq.load(Ordering::Relaxed);
-                        return Ok(Ticket { slot, seq, offset: s.joined(), lsn: base + s.joined() });
+                        let lsn = base.wrapping_add(s.joined());
+                        return Ok(Ticket {
+                            slot,
+                            seq,
+                            offset: s.joined(),
+                            lsn,
+                        });
                     }
                     Err(now) => {
                         self.counters.cas_retries.inc();
@@ -316,7 +334,9 @@ impl<S: Sink> LogBuffer<S> {
             let extent = self
                 .after_close(slot, old, CloseFor::Unbuffered(frame))?
                 .expect("an unbuffered close reserves an extent");
-            let lsn = extent.record.expect("an unbuffered extent holds the record");
+            let lsn = extent
+                .record
+                .expect("an unbuffered extent holds the record");
             self.counters.unbuffered.inc();
             let header = self.sink.record_header(lsn, data);
             self.write_extent(&extent, &[&header[..self.sink.header_len()], data])?;
@@ -347,7 +367,7 @@ impl<S: Sink> LogBuffer<S> {
         // Relaxed: ordered by the Acquire close; stable until the slot is written, and it
         // cannot be written and reused before the rotation below activates a new slot.
         let seq = slot.seq.load(Ordering::Relaxed);
-        let end = slot.base.load(Ordering::Relaxed) + old.joined();
+        let end = slot.base.load(Ordering::Relaxed).wrapping_add(old.joined());
         let extent = self.rotate(seq, end, why)?;
         let closed = State(old.0 | CLOSED);
         if closed.complete() {
@@ -373,7 +393,12 @@ impl<S: Sink> LogBuffer<S> {
             CloseFor::Unbuffered(frame) if frame <= room => (None, Some(end), end + frame),
             CloseFor::Unbuffered(frame) => (Some((end, room)), Some(seg_end), seg_end + frame),
         };
-        let extent = (x_end != end).then_some(Extent { seq: closed_seq + 1, pad, record, end: x_end });
+        let extent = (x_end != end).then_some(Extent {
+            seq: closed_seq + 1,
+            pad,
+            record,
+            end: x_end,
+        });
         let next = closed_seq + 1 + extent.is_some() as u64;
         let ring = self.wait_free(next)?;
         self.activate(next, x_end);
@@ -407,7 +432,10 @@ impl<S: Sink> LogBuffer<S> {
         let prefill = self.slot_size.saturating_sub(room);
         // Relaxed: published by the Release store of the state word just below.
         slot.seq.store(seq, Ordering::Relaxed);
-        slot.base.store(start - prefill, Ordering::Relaxed);
+        // `base` is the address of buffer offset 0, which may lie before address 0 when the
+        // first slot of a small segment is prefilled: base arithmetic wraps (mod 2^64).
+        slot.base
+            .store(start.wrapping_sub(prefill), Ordering::Relaxed);
         slot.prefill.store(prefill, Ordering::Relaxed);
         slot.want.store(0, Ordering::Relaxed);
         // Release: publishes the fields above to every thread that acquires the state word.
@@ -425,15 +453,17 @@ impl<S: Sink> LogBuffer<S> {
         let base = slot.base.load(Ordering::Relaxed);
         let prefill = slot.prefill.load(Ordering::Relaxed);
         let want = slot.want.load(Ordering::Relaxed);
-        let end = base + st.joined();
+        let start = base.wrapping_add(prefill);
+        let end = base.wrapping_add(st.joined());
         if st.joined() > prefill {
             // SAFETY: the slot is closed and every joiner released (`st.complete()`), and we
             // acquired all those releases, so nobody writes these bytes any more; they are not
             // reused before `complete` below frees the entry.
             let res = unsafe {
-                slot.bytes.with_bytes(prefill as usize..st.joined() as usize, |bytes| {
-                    self.sink.write(base + prefill, &[bytes])
-                })
+                slot.bytes
+                    .with_bytes(prefill as usize..st.joined() as usize, |bytes| {
+                        self.sink.write(start, &[bytes])
+                    })
             };
             if let Err(e) = res {
                 return Err(self.poison(e));
@@ -600,7 +630,9 @@ impl<S: Sink> LogBuffer<S> {
         // Our bytes are not written. If they are in the active slot, and every closed slot is
         // written (the write pipe is idle), and for a durable waiter no fdatasync is running
         // (the group grows while it runs), close the slot: "When to close".
-        let Some((seq, start)) = self.active_start() else { return Ok(false) };
+        let Some((seq, start)) = self.active_start() else {
+            return Ok(false);
+        };
         // Relaxed: a hint; the waiter is woken when it changes.
         let sync_busy = level == Level::Durable && self.syncing.load(Ordering::Relaxed);
         if need > start && written == start && !sync_busy {
@@ -617,7 +649,10 @@ impl<S: Sink> LogBuffer<S> {
         let slot = self.slot(seq);
         // Acquire: the fields below belong to the incarnation whose open state we see.
         let s = slot.load(Ordering::Acquire);
-        let start = slot.base.load(Ordering::Relaxed) + slot.prefill.load(Ordering::Relaxed);
+        let start = slot
+            .base
+            .load(Ordering::Relaxed)
+            .wrapping_add(slot.prefill.load(Ordering::Relaxed));
         let same = slot.seq.load(Ordering::Relaxed) == seq;
         // Acquire: if `active` is unchanged, no rotation ran while we read the fields.
         (!s.closed() && same && self.active.load(Ordering::Acquire) == seq).then_some((seq, start))
@@ -634,7 +669,7 @@ impl<S: Sink> LogBuffer<S> {
             let base = slot.base.load(Ordering::Relaxed);
             let same = slot.seq.load(Ordering::Relaxed) == seq;
             if !s.closed() && same && self.active.load(Ordering::Acquire) == seq {
-                return Ok(base + s.joined());
+                return Ok(base.wrapping_add(s.joined()));
             }
             self.await_rotation(seq)?;
         }

@@ -62,12 +62,30 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, offset: Option<u64>, source: io::Error) -> Self {
-        Error::Io { op, path: path.into(), offset, source }
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+        offset: Option<u64>,
+        source: io::Error,
+    ) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            offset,
+            source,
+        }
     }
 
-    pub(crate) fn corrupt(path: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
-        Error::Corrupt { path: path.into(), offset, reason: reason.into() }
+    pub(crate) fn corrupt(
+        path: impl Into<PathBuf>,
+        offset: u64,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::Corrupt {
+            path: path.into(),
+            offset,
+            reason: reason.into(),
+        }
     }
 
     /// True for [`Error::Corrupt`].
@@ -84,20 +102,48 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Io { op, path, offset: Some(off), source } => {
-                write!(f, "{op} failed on {} at offset {off}: {source}", path.display())
+            Error::Io {
+                op,
+                path,
+                offset: Some(off),
+                source,
+            } => {
+                write!(
+                    f,
+                    "{op} failed on {} at offset {off}: {source}",
+                    path.display()
+                )
             }
-            Error::Io { op, path, offset: None, source } => {
+            Error::Io {
+                op,
+                path,
+                offset: None,
+                source,
+            } => {
                 write!(f, "{op} failed on {}: {source}", path.display())
             }
-            Error::Corrupt { path, offset, reason } => {
-                write!(f, "corrupt log: {} at offset {offset}: {reason}", path.display())
+            Error::Corrupt {
+                path,
+                offset,
+                reason,
+            } => {
+                write!(
+                    f,
+                    "corrupt log: {} at offset {offset}: {reason}",
+                    path.display()
+                )
             }
             Error::RecordTooLarge { len, max } => {
-                write!(f, "record of {len} bytes exceeds max_record_size ({max} bytes)")
+                write!(
+                    f,
+                    "record of {len} bytes exceeds max_record_size ({max} bytes)"
+                )
             }
             Error::Poisoned { cause } => {
-                write!(f, "log is poisoned by an earlier I/O failure ({cause}); reopen it to recover")
+                write!(
+                    f,
+                    "log is poisoned by an earlier I/O failure ({cause}); reopen it to recover"
+                )
             }
             Error::Locked { path } => write!(
                 f,

@@ -79,7 +79,9 @@ pub(crate) enum FrameError {
 impl FrameError {
     pub(crate) fn describe(self) -> &'static str {
         match self {
-            FrameError::WrongAddress => "no frame for this address (zeros, garbage or a stale frame)",
+            FrameError::WrongAddress => {
+                "no frame for this address (zeros, garbage or a stale frame)"
+            }
             FrameError::BadLength => "frame length out of bounds",
             FrameError::BadChecksum => "frame checksum mismatch",
         }
@@ -131,7 +133,11 @@ fn stored_crc(h: &[u8; FRAME_HEADER_LEN]) -> u32 {
 }
 
 /// Checks a record's data against its (already parsed) header.
-pub(crate) fn verify_record(seed: u32, h: &[u8; FRAME_HEADER_LEN], data: &[u8]) -> Result<(), FrameError> {
+pub(crate) fn verify_record(
+    seed: u32,
+    h: &[u8; FRAME_HEADER_LEN],
+    data: &[u8],
+) -> Result<(), FrameError> {
     let mut crc = crc32fast::Hasher::new_with_initial(seed);
     crc.update(&h[0..12]);
     crc.update(data);
@@ -197,7 +203,10 @@ impl SegmentHeader {
             window: u64_at(40),
             max_record: u64_at(48),
         };
-        if h.payload < FRAME_HEADER_LEN as u64 || h.max_record > 1 << 30 || h.base.checked_add(h.payload).is_none() {
+        if h.payload < FRAME_HEADER_LEN as u64
+            || h.max_record > 1 << 30
+            || h.base.checked_add(h.payload).is_none()
+        {
             return Err("segment geometry out of range");
         }
         Ok(h)
@@ -231,32 +240,65 @@ mod tests {
     fn record_frame_round_trip_and_damage() {
         let seed = crc_seed(42);
         let h = record_header(seed, 1000, b"hello");
-        assert_eq!(parse_header(seed, 1000, &h, 100, 1 << 20), Ok(FrameKind::Record { len: 5 }));
+        assert_eq!(
+            parse_header(seed, 1000, &h, 100, 1 << 20),
+            Ok(FrameKind::Record { len: 5 })
+        );
         assert_eq!(verify_record(seed, &h, b"hello"), Ok(()));
-        assert_eq!(verify_record(seed, &h, b"hellp"), Err(FrameError::BadChecksum));
-        assert_eq!(parse_header(seed, 1001, &h, 100, 1 << 20), Err(FrameError::WrongAddress));
-        assert_eq!(parse_header(seed, 1000, &h, 20, 1 << 20), Err(FrameError::BadLength));
-        assert_eq!(parse_header(seed, 1000, &h, 100, 4), Err(FrameError::BadLength));
-        assert_eq!(verify_record(crc_seed(43), &h, b"hello"), Err(FrameError::BadChecksum));
+        assert_eq!(
+            verify_record(seed, &h, b"hellp"),
+            Err(FrameError::BadChecksum)
+        );
+        assert_eq!(
+            parse_header(seed, 1001, &h, 100, 1 << 20),
+            Err(FrameError::WrongAddress)
+        );
+        assert_eq!(
+            parse_header(seed, 1000, &h, 20, 1 << 20),
+            Err(FrameError::BadLength)
+        );
+        assert_eq!(
+            parse_header(seed, 1000, &h, 100, 4),
+            Err(FrameError::BadLength)
+        );
+        assert_eq!(
+            verify_record(crc_seed(43), &h, b"hello"),
+            Err(FrameError::BadChecksum)
+        );
     }
 
     #[test]
     fn pad_frame_must_reach_segment_end() {
         let seed = crc_seed(7);
         let h = pad_header(seed, 64, 40);
-        assert_eq!(parse_header(seed, 64, &h, 40, 0), Ok(FrameKind::Pad { len: 24 }));
-        assert_eq!(parse_header(seed, 64, &h, 41, 0), Err(FrameError::BadLength));
+        assert_eq!(
+            parse_header(seed, 64, &h, 40, 0),
+            Ok(FrameKind::Pad { len: 24 })
+        );
+        assert_eq!(
+            parse_header(seed, 64, &h, 41, 0),
+            Err(FrameError::BadLength)
+        );
     }
 
     #[test]
     fn segment_header_round_trip() {
-        let h = SegmentHeader { log_id: 9, base: 4096, payload: 1 << 20, window: 1 << 22, max_record: 1 << 16 };
+        let h = SegmentHeader {
+            log_id: 9,
+            base: 4096,
+            payload: 1 << 20,
+            window: 1 << 22,
+            max_record: 1 << 16,
+        };
         let b = h.encode();
         assert_eq!(SegmentHeader::decode(&b), Ok(h));
         let mut bad = b;
         bad[30] ^= 1;
         assert!(SegmentHeader::decode(&bad).is_err());
-        assert_eq!(parse_segment_file_name(&segment_file_name(4096)), Some(4096));
+        assert_eq!(
+            parse_segment_file_name(&segment_file_name(4096)),
+            Some(4096)
+        );
         assert_eq!(parse_segment_file_name("LOCK"), None);
     }
 }

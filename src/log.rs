@@ -68,10 +68,15 @@ impl Log {
         options.validate()?;
         let dir = dir.as_ref().to_path_buf();
         let storage = options.storage.clone();
-        match storage.kind(&dir).map_err(|e| Error::io("stat", &dir, None, e))? {
+        match storage
+            .kind(&dir)
+            .map_err(|e| Error::io("stat", &dir, None, e))?
+        {
             Some(true) => {}
             Some(false) => return Err(Error::NotADirectory { path: dir }),
-            None => storage.create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, None, e))?,
+            None => storage
+                .create_dir_all(&dir)
+                .map_err(|e| Error::io("create directory", &dir, None, e))?,
         }
         let lock_path = dir.join(LOCK_FILE);
         let lock = storage
@@ -94,7 +99,10 @@ impl Log {
             segments.create_first()?;
         }
         segments.ensure(recovered.end)?;
-        let config = BufferConfig { slot_size: options.slot_size, slot_pool: options.slot_pool };
+        let config = BufferConfig {
+            slot_size: options.slot_size,
+            slot_pool: options.slot_pool,
+        };
         let buffer = LogBuffer::new(SegmentSink(segments.clone()), config, recovered.end);
         let inner = Arc::new(Inner {
             buffer,
@@ -135,7 +143,10 @@ impl Log {
     pub fn append(&self, record: &[u8], durability: Durability) -> Result<Lsn> {
         let max = self.inner.options.max_record_size;
         if record.len() > max {
-            return Err(Error::RecordTooLarge { len: record.len(), max });
+            return Err(Error::RecordTooLarge {
+                len: record.len(),
+                max,
+            });
         }
         let level = match durability {
             Durability::NoSync => None,
@@ -178,7 +189,13 @@ impl Log {
     }
 
     fn max_record(&self) -> u64 {
-        self.inner.segments.snapshot().iter().map(|s| s.header.max_record).max().unwrap_or(0)
+        self.inner
+            .segments
+            .snapshot()
+            .iter()
+            .map(|s| s.header.max_record)
+            .max()
+            .unwrap_or(0)
             .max(self.inner.options.max_record_size as u64)
     }
 
@@ -193,9 +210,21 @@ impl Log {
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         let mut s = self.inner.buffer.counters.snapshot();
-        s.segments_created = self.inner.segments.created.load(std::sync::atomic::Ordering::Relaxed);
-        s.segments_recycled = self.inner.segments.recycled.load(std::sync::atomic::Ordering::Relaxed);
-        s.segments_unprepared = self.inner.segments.unprepared.load(std::sync::atomic::Ordering::Relaxed);
+        s.segments_created = self
+            .inner
+            .segments
+            .created
+            .load(std::sync::atomic::Ordering::Relaxed);
+        s.segments_recycled = self
+            .inner
+            .segments
+            .recycled
+            .load(std::sync::atomic::Ordering::Relaxed);
+        s.segments_unprepared = self
+            .inner
+            .segments
+            .unprepared
+            .load(std::sync::atomic::Ordering::Relaxed);
         s
     }
 
@@ -244,7 +273,9 @@ impl Drop for Log {
 
 impl std::fmt::Debug for Log {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Log").field("dir", &self.inner.dir).finish_non_exhaustive()
+        f.debug_struct("Log")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -295,7 +326,10 @@ impl Record {
 
 impl std::fmt::Debug for Record {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Record").field("lsn", &self.lsn).field("len", &self.data.len()).finish()
+        f.debug_struct("Record")
+            .field("lsn", &self.lsn)
+            .field("len", &self.data.len())
+            .finish()
     }
 }
 
@@ -323,9 +357,13 @@ impl LogIter {
                     // Frames are only found by walking a segment from its start.
                     let list = self.segments.snapshot();
                     let i = list.partition_point(|s| s.end() <= self.pos);
-                    let Some(seg) = list.get(i).cloned() else { return Ok(None) };
+                    let Some(seg) = list.get(i).cloned() else {
+                        return Ok(None);
+                    };
                     self.pos = seg.base();
-                    slot.insert(Scanner::new(seg, self.segments.seed(), self.max_record))
+                    *slot = Some(Scanner::new(seg, self.segments.seed(), self.max_record));
+                    // The new position may be the end already.
+                    continue;
                 }
             };
             match scanner.step(self.pos)? {
@@ -333,7 +371,10 @@ impl LogIter {
                     let lsn = self.pos;
                     self.pos += total;
                     if lsn >= self.from && lsn < self.end {
-                        return Ok(Some(Record { lsn: Lsn(lsn), data: scanner.data().to_vec() }));
+                        return Ok(Some(Record {
+                            lsn: Lsn(lsn),
+                            data: scanner.data().to_vec(),
+                        }));
                     }
                 }
                 Step::SegmentEnd => self.pos = scanner.segment().end(),

@@ -157,13 +157,23 @@ impl Options {
     pub(crate) fn validate(&self) -> Result<()> {
         let bad = |why: String| Err(Error::InvalidOptions(why));
         if self.slot_pool < 3 || self.slot_pool > 1024 {
-            return bad(format!("slot_pool must be in 3..=1024, got {}", self.slot_pool));
+            return bad(format!(
+                "slot_pool must be in 3..=1024, got {}",
+                self.slot_pool
+            ));
         }
         if self.slot_size < 2 * FRAME_HEADER_LEN || self.slot_size > 1 << 30 {
-            return bad(format!("slot_size must be in {}..=1 GiB, got {}", 2 * FRAME_HEADER_LEN, self.slot_size));
+            return bad(format!(
+                "slot_size must be in {}..=1 GiB, got {}",
+                2 * FRAME_HEADER_LEN,
+                self.slot_size
+            ));
         }
         if self.max_record_size > 1 << 30 {
-            return bad(format!("max_record_size must be at most 1 GiB, got {}", self.max_record_size));
+            return bad(format!(
+                "max_record_size must be at most 1 GiB, got {}",
+                self.max_record_size
+            ));
         }
         let min_segment = SEGMENT_HEADER_LEN as u64 + self.max_frame().max(self.slot_size as u64);
         if self.segment_size < min_segment {

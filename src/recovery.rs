@@ -27,30 +27,48 @@ pub(crate) struct Recovered {
 fn random_log_id() -> u64 {
     let mut h = RandomState::new().build_hasher();
     h.write_u64(std::process::id() as u64);
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
     h.finish()
 }
 
 fn open_segment(storage: &dyn Storage, path: PathBuf, base: u64) -> Result<Segment> {
-    let file = storage.open(&path, false).map_err(|e| Error::io("open", &path, None, e))?;
+    let file = storage
+        .open(&path, false)
+        .map_err(|e| Error::io("open", &path, None, e))?;
     let mut buf = [0u8; SEGMENT_HEADER_LEN];
-    let n = read_full(file.as_ref(), 0, &mut buf).map_err(|e| Error::io("read", &path, Some(0), e))?;
+    let n =
+        read_full(file.as_ref(), 0, &mut buf).map_err(|e| Error::io("read", &path, Some(0), e))?;
     let header = SegmentHeader::decode(&buf[..n]).map_err(|why| Error::corrupt(&path, 0, why))?;
     if header.base != base {
-        return Err(Error::corrupt(&path, 24, format!("header says base {} but the file name says {base}", header.base)));
+        return Err(Error::corrupt(
+            &path,
+            24,
+            format!(
+                "header says base {} but the file name says {base}",
+                header.base
+            ),
+        ));
     }
     Ok(Segment { header, path, file })
 }
 
 pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> Result<Recovered> {
-    let names = storage.list(dir).map_err(|e| Error::io("list", dir, None, e))?;
+    let names = storage
+        .list(dir)
+        .map_err(|e| Error::io("list", dir, None, e))?;
     let mut bases = Vec::new();
     let mut spares = Vec::new();
     for name in names {
         let path = dir.join(&name);
         if name.ends_with(".tmp") {
             // An unfinished segment creation: it was never used.
-            storage.remove(&path).map_err(|e| Error::io("remove", &path, None, e))?;
+            storage
+                .remove(&path)
+                .map_err(|e| Error::io("remove", &path, None, e))?;
         } else if name.ends_with(".seg.free") {
             spares.push(path);
         } else if let Some(base) = format::parse_segment_file_name(&name) {
@@ -66,7 +84,12 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
         max_record: options.max_record_size as u64,
     };
     if bases.is_empty() {
-        return Ok(Recovered { geometry, segments: Vec::new(), spares, end: 0 });
+        return Ok(Recovered {
+            geometry,
+            segments: Vec::new(),
+            spares,
+            end: 0,
+        });
     }
 
     // Headers: every segment must be of this log and follow its predecessor.
@@ -83,7 +106,11 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
         if let Some(first) = segments.first() {
             let prev = segments.last().unwrap();
             if seg.header.log_id != first.header.log_id {
-                structural = Some(Error::corrupt(&seg.path, 16, "segment belongs to another log (log id differs)"));
+                structural = Some(Error::corrupt(
+                    &seg.path,
+                    16,
+                    "segment belongs to another log (log id differs)",
+                ));
                 break;
             }
             if seg.base() != prev.end() {
@@ -105,8 +132,18 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
     }
     geometry.log_id = segments[0].header.log_id;
     let seed = format::crc_seed(geometry.log_id);
-    let window = segments.iter().map(|s| s.header.window).max().unwrap_or(0).max(geometry.window);
-    let max_record = segments.iter().map(|s| s.header.max_record).max().unwrap_or(0).max(geometry.max_record);
+    let window = segments
+        .iter()
+        .map(|s| s.header.window)
+        .max()
+        .unwrap_or(0)
+        .max(geometry.window);
+    let max_record = segments
+        .iter()
+        .map(|s| s.header.max_record)
+        .max()
+        .unwrap_or(0)
+        .max(geometry.max_record);
 
     // Walk the frames until the first address that holds none.
     let mut pos = segments[0].base();
@@ -140,7 +177,9 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
                 survivors.push((j, found));
             }
         }
-        let beyond = survivors.iter().any(|(_, s)| s.last.is_some_and(|l| l >= pos + window));
+        let beyond = survivors
+            .iter()
+            .any(|(_, s)| s.last.is_some_and(|l| l >= pos.saturating_add(window)));
         let seg = &segments[i];
         if beyond && options.recovery == RecoveryMode::TolerateTornTail {
             return Err(Error::corrupt(
@@ -165,22 +204,35 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
                     .map_err(|e| Error::io("write", &s.path, Some(s.offset_of(at)), e))?;
                 at += n as u64;
             }
-            s.file.sync_data().map_err(|e| Error::io("fdatasync", &s.path, None, e))?;
+            s.file
+                .sync_data()
+                .map_err(|e| Error::io("fdatasync", &s.path, None, e))?;
         }
-        if survivors.iter().any(|(j, _)| *j > i) || options.recovery == RecoveryMode::KeepValidPrefix {
+        if survivors.iter().any(|(j, _)| *j > i)
+            || options.recovery == RecoveryMode::KeepValidPrefix
+        {
             for s in segments.drain(i + 1..) {
-                storage.remove(&s.path).map_err(|e| Error::io("remove", &s.path, None, e))?;
+                storage
+                    .remove(&s.path)
+                    .map_err(|e| Error::io("remove", &s.path, None, e))?;
             }
-            storage.sync_dir(dir).map_err(|e| Error::io("fsync", dir, None, e))?;
+            storage
+                .sync_dir(dir)
+                .map_err(|e| Error::io("fsync", dir, None, e))?;
         }
     }
     if options.recovery == RecoveryMode::KeepValidPrefix {
         // Segments after a structural error were never pushed; remove their files.
         let kept: Vec<PathBuf> = segments.iter().map(|s| s.path.clone()).collect();
-        for name in storage.list(dir).map_err(|e| Error::io("list", dir, None, e))? {
+        for name in storage
+            .list(dir)
+            .map_err(|e| Error::io("list", dir, None, e))?
+        {
             let path = dir.join(&name);
             if format::parse_segment_file_name(&name).is_some() && !kept.contains(&path) {
-                storage.remove(&path).map_err(|e| Error::io("remove", &path, None, e))?;
+                storage
+                    .remove(&path)
+                    .map_err(|e| Error::io("remove", &path, None, e))?;
             }
         }
     }
@@ -189,7 +241,14 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
     // segment) is part of the log now: make all of it durable before anything is acknowledged
     // after it. An fdatasync of a segment with nothing dirty is cheap.
     for seg in &segments {
-        seg.file.sync_data().map_err(|e| Error::io("fdatasync", &seg.path, None, e))?;
+        seg.file
+            .sync_data()
+            .map_err(|e| Error::io("fdatasync", &seg.path, None, e))?;
     }
-    Ok(Recovered { geometry, segments, spares, end: pos })
+    Ok(Recovered {
+        geometry,
+        segments,
+        spares,
+        end: pos,
+    })
 }

@@ -36,7 +36,14 @@ pub(crate) struct Scanner {
 
 impl Scanner {
     pub(crate) fn new(seg: Arc<Segment>, seed: u32, max_record: u64) -> Self {
-        Scanner { seg, seed, max_record, buf: Vec::new(), buf_at: 0, data: 0..0 }
+        Scanner {
+            seg,
+            seed,
+            max_record,
+            buf: Vec::new(),
+            buf_at: 0,
+            data: 0..0,
+        }
     }
 
     pub(crate) fn segment(&self) -> &Arc<Segment> {
@@ -65,23 +72,35 @@ impl Scanner {
         }
         let at = self.seg.offset_of(lsn);
         let Some(r) = self.bytes(at, FRAME_HEADER_LEN)? else {
-            return Ok(Step::Damage { reason: "file ends inside a frame header" });
+            return Ok(Step::Damage {
+                reason: "file ends inside a frame header",
+            });
         };
         let header: [u8; FRAME_HEADER_LEN] = self.buf[r].try_into().expect("header length");
         let len = match format::parse_header(self.seed, lsn, &header, room, self.max_record) {
-            Err(e) => return Ok(Step::Damage { reason: e.describe() }),
+            Err(e) => {
+                return Ok(Step::Damage {
+                    reason: e.describe(),
+                })
+            }
             Ok(FrameKind::Pad { .. }) => return Ok(Step::SegmentEnd),
             Ok(FrameKind::Record { len }) => len as usize,
         };
         // `len` is bounded by max_record and by the segment's room (checked above).
         let Some(r) = self.bytes(at + FRAME_HEADER_LEN as u64, len)? else {
-            return Ok(Step::Damage { reason: "file ends inside a record" });
+            return Ok(Step::Damage {
+                reason: "file ends inside a record",
+            });
         };
         if let Err(e) = format::verify_record(self.seed, &header, &self.buf[r.clone()]) {
-            return Ok(Step::Damage { reason: e.describe() });
+            return Ok(Step::Damage {
+                reason: e.describe(),
+            });
         }
         self.data = r;
-        Ok(Step::Record { total: (FRAME_HEADER_LEN + len) as u64 })
+        Ok(Step::Record {
+            total: (FRAME_HEADER_LEN + len) as u64,
+        })
     }
 
     /// The data of the record the last `step` returned.
@@ -104,7 +123,12 @@ pub(crate) struct Survivors {
 /// Searches `from..` of a segment for valid frames (records or padding), at every byte address:
 /// after damage, frame boundaries are unknown. A frame stores its own address, so a candidate
 /// costs one 8-byte compare unless it really is a frame of this log at this address.
-pub(crate) fn find_survivors(seg: &Arc<Segment>, seed: u32, max_record: u64, from: u64) -> Result<Survivors> {
+pub(crate) fn find_survivors(
+    seg: &Arc<Segment>,
+    seed: u32,
+    max_record: u64,
+    from: u64,
+) -> Result<Survivors> {
     let mut found = Survivors::default();
     let mut verify = Scanner::new(seg.clone(), seed, max_record);
     let mut chunk = vec![0u8; CHUNK + 8];
@@ -127,7 +151,9 @@ pub(crate) fn find_survivors(seg: &Arc<Segment>, seed: u32, max_record: u64, fro
             if u64::from_le_bytes(chunk[i..i + 8].try_into().unwrap()) == lsn {
                 let total = match verify.step(lsn)? {
                     Step::Record { total } => Some(total),
-                    Step::SegmentEnd if seg.end() - lsn >= FRAME_HEADER_LEN as u64 => Some(seg.end() - lsn),
+                    Step::SegmentEnd if seg.end() - lsn >= FRAME_HEADER_LEN as u64 => {
+                        Some(seg.end() - lsn)
+                    }
                     _ => None,
                 };
                 if let Some(total) = total {

@@ -158,21 +158,39 @@ impl Segments {
         let spare = self.spares.lock().pop();
         let (from, create) = match &spare {
             Some(spare) => (spare.clone(), false),
-            None => (self.dir.join(format!("{}.tmp", format::segment_file_name(base))), true),
+            None => (
+                self.dir
+                    .join(format!("{}.tmp", format::segment_file_name(base))),
+                true,
+            ),
         };
         // New header first, durable, then the rename: a `.seg` name always carries a valid
         // header. A reused file's old frames cannot verify at their new addresses.
-        let file = self.storage.open(&from, create).map_err(|e| io("open", &from, e))?;
+        let file = self
+            .storage
+            .open(&from, create)
+            .map_err(|e| io("open", &from, e))?;
         if create {
             file.set_len(0).map_err(|e| io("set_len", &from, e))?;
         }
         if file.size().map_err(|e| io("stat", &from, e))? != size {
             file.set_len(size).map_err(|e| io("set_len", &from, e))?;
         }
-        file.write_at(0, &[&header.encode()]).map_err(|e| io("write", &from, e))?;
+        file.write_at(0, &[&header.encode()])
+            .map_err(|e| io("write", &from, e))?;
         file.sync_data().map_err(|e| io("fdatasync", &from, e))?;
-        self.storage.rename(&from, &path).map_err(|e| io("rename", &from, e))?;
-        self.storage.sync_dir(&self.dir).map_err(|e| io("fsync", &self.dir, e))?;
+        self.storage
+            .rename(&from, &path)
+            .map_err(|e| io("rename", &from, e))?;
+        self.storage
+            .sync_dir(&self.dir)
+            .map_err(|e| io("fsync", &self.dir, e))?;
+        // Use a handle opened under the segment's own name from here on.
+        drop(file);
+        let file = self
+            .storage
+            .open(&path, false)
+            .map_err(|e| io("open", &path, e))?;
         match spare {
             Some(_) => self.recycled.fetch_add(1, Ordering::Relaxed),
             None => self.unprepared.fetch_add(1, Ordering::Relaxed),
@@ -185,11 +203,16 @@ impl Segments {
     fn prepare_spare(&self) -> Result<()> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let id = NEXT.fetch_add(1, Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
         let name = format!("spare-new-{nanos:016x}-{id}.seg.free");
         let tmp = self.dir.join(format!("{name}.tmp"));
         let size = SEGMENT_HEADER_LEN as u64 + self.geometry.payload;
-        let file = self.storage.open(&tmp, true).map_err(|e| Error::io("create", &tmp, None, e))?;
+        let file = self
+            .storage
+            .open(&tmp, true)
+            .map_err(|e| Error::io("create", &tmp, None, e))?;
         let zeros = vec![0u8; 1 << 20];
         let mut at = 0;
         while at < size {
@@ -199,12 +222,16 @@ impl Segments {
                 return Ok(());
             }
             let n = (size - at).min(zeros.len() as u64) as usize;
-            file.write_at(at, &[&zeros[..n]]).map_err(|e| Error::io("write", &tmp, Some(at), e))?;
+            file.write_at(at, &[&zeros[..n]])
+                .map_err(|e| Error::io("write", &tmp, Some(at), e))?;
             at += n as u64;
         }
-        file.sync_data().map_err(|e| Error::io("fdatasync", &tmp, None, e))?;
+        file.sync_data()
+            .map_err(|e| Error::io("fdatasync", &tmp, None, e))?;
         let path = self.dir.join(name);
-        self.storage.rename(&tmp, &path).map_err(|e| Error::io("rename", &tmp, None, e))?;
+        self.storage
+            .rename(&tmp, &path)
+            .map_err(|e| Error::io("rename", &tmp, None, e))?;
         self.spares.lock().push(path);
         self.created.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -215,21 +242,29 @@ impl Segments {
     pub(crate) fn truncate_front(&self, upto: u64) -> Result<usize> {
         let removed: Vec<Arc<Segment>> = {
             let mut list = self.list.write();
-            let keep_from = list.partition_point(|s| s.end() <= upto).min(list.len().saturating_sub(1));
+            let keep_from = list
+                .partition_point(|s| s.end() <= upto)
+                .min(list.len().saturating_sub(1));
             list.drain(..keep_from).collect()
         };
         for seg in &removed {
             let mut spares = self.spares.lock();
             if spares.len() < self.recycle_limit {
                 let spare = self.dir.join(format!("spare-{:016x}.seg.free", seg.base()));
-                self.storage.rename(&seg.path, &spare).map_err(|e| Error::io("rename", &seg.path, None, e))?;
+                self.storage
+                    .rename(&seg.path, &spare)
+                    .map_err(|e| Error::io("rename", &seg.path, None, e))?;
                 spares.push(spare);
             } else {
-                self.storage.remove(&seg.path).map_err(|e| Error::io("remove", &seg.path, None, e))?;
+                self.storage
+                    .remove(&seg.path)
+                    .map_err(|e| Error::io("remove", &seg.path, None, e))?;
             }
         }
         if !removed.is_empty() {
-            self.storage.sync_dir(&self.dir).map_err(|e| Error::io("fsync", &self.dir, None, e))?;
+            self.storage
+                .sync_dir(&self.dir)
+                .map_err(|e| Error::io("fsync", &self.dir, None, e))?;
         }
         Ok(removed.len())
     }
@@ -284,8 +319,12 @@ impl Segments {
             if zero_fill && self.spares.lock().is_empty() && self.prepare_spare().is_err() {
                 continue;
             }
-            let Some(last_end) = self.list.read().last().map(|s| s.end()) else { continue };
-            if self.write_hint.load(Ordering::Relaxed) < last_end && !self.shutdown.load(Ordering::Acquire) {
+            let Some(last_end) = self.list.read().last().map(|s| s.end()) else {
+                continue;
+            };
+            if self.write_hint.load(Ordering::Relaxed) < last_end
+                && !self.shutdown.load(Ordering::Acquire)
+            {
                 let _ = self.ensure(last_end);
             }
         }
@@ -329,14 +368,18 @@ impl Sink for SegmentSink {
         let seg = self.0.ensure(lsn)?;
         self.0.nudge(lsn);
         let offset = seg.offset_of(lsn);
-        seg.file.write_at(offset, parts).map_err(|e| Error::io("write", &seg.path, Some(offset), e))
+        seg.file
+            .write_at(offset, parts)
+            .map_err(|e| Error::io("write", &seg.path, Some(offset), e))
     }
 
     fn sync(&self, from: u64, to: u64) -> Result<()> {
         self.0.syncs.fetch_add(1, Ordering::Relaxed);
         for seg in self.0.snapshot() {
             if seg.end() > from && seg.base() < to {
-                seg.file.sync_data().map_err(|e| Error::io("fdatasync", &seg.path, None, e))?;
+                seg.file
+                    .sync_data()
+                    .map_err(|e| Error::io("fdatasync", &seg.path, None, e))?;
             }
         }
         Ok(())

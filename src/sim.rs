@@ -28,7 +28,8 @@ pub enum Fault {
 /// power loss). `sync_data` copies current to durable. [`SimStorage::power_cut`] throws away
 /// every byte not covered by a completed `sync_data`, optionally keeping half of the last
 /// sector of the last unsynced write (a torn write), and makes every handle opened before the
-/// cut fail with `EIO`, as if its process had died; open the log again to "reboot".
+/// cut fail with `EIO`, as if its process had died; so do `open`, `rename` and `remove` until
+/// the next `lock` (the next `Log::open`, the "reboot").
 /// Directory operations (create, rename, remove) are durable at once.
 #[derive(Default)]
 pub struct SimStorage {
@@ -48,6 +49,9 @@ struct SimState {
     files: HashMap<PathBuf, Arc<Mutex<Image>>>,
     dirs: HashSet<PathBuf>,
     locks: HashSet<PathBuf>,
+    /// Set by a power cut until the next `lock` (the next `Log::open`): the processes that were
+    /// running are gone, so their threads can no longer create, rename or remove files either.
+    down: bool,
     /// Faults waiting to fire: (fault, matching operations to let pass first).
     faults: Vec<(Fault, u64)>,
     syncs: u64,
@@ -70,7 +74,9 @@ impl SimStorage {
     }
 
     /// Arms `fault` to fire on the operation of its kind after `skip` more such operations
-    /// succeed (`skip = 0`: the next one).
+    /// succeed (`skip = 0`: the next one). Faults hit only the log's segment files (handles
+    /// opened under a `*.seg` name), not the spare files the background preparer zero-fills,
+    /// so that a test's fault reaches the log whatever the preparer is doing.
     pub fn inject(&self, fault: Fault, skip: u64) {
         self.shared.state.lock().faults.push((fault, skip));
     }
@@ -82,6 +88,7 @@ impl SimStorage {
         self.shared.generation.fetch_add(1, Ordering::SeqCst);
         st.locks.clear();
         st.faults.clear();
+        st.down = true;
         for image in st.files.values() {
             let mut img = image.lock();
             let mut after = img.durable.clone();
@@ -110,7 +117,12 @@ impl SimStorage {
 
     /// A copy of the file's current bytes, if it exists (for tests that damage files).
     pub fn read_file(&self, path: &Path) -> Option<Vec<u8>> {
-        self.shared.state.lock().files.get(path).map(|i| i.lock().current.clone())
+        self.shared
+            .state
+            .lock()
+            .files
+            .get(path)
+            .map(|i| i.lock().current.clone())
     }
 
     /// Replaces the file's bytes, current and durable (for tests that damage files).
@@ -121,7 +133,6 @@ impl SimStorage {
         img.current = bytes.clone();
         img.durable = bytes;
     }
-
 }
 
 impl Shared {
@@ -141,11 +152,16 @@ fn dead() -> io::Error {
 }
 
 fn not_found(path: &Path) -> io::Error {
-    io::Error::new(io::ErrorKind::NotFound, format!("{}: no such file", path.display()))
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{}: no such file", path.display()),
+    )
 }
 
 struct SimFile {
     shared: Arc<Shared>,
+    /// Opened under a segment's name: faults apply.
+    segment: bool,
     image: Arc<Mutex<Image>>,
     generation: u64,
 }
@@ -163,7 +179,12 @@ impl StorageFile for SimFile {
     fn write_at(&self, offset: u64, parts: &[&[u8]]) -> io::Result<()> {
         self.check_alive()?;
         let total: usize = parts.iter().map(|p| p.len()).sum();
-        let fault = self.shared.take_fault(|f| matches!(f, Fault::WriteEnospc | Fault::ShortWrite));
+        let fault = if self.segment {
+            self.shared
+                .take_fault(|f| matches!(f, Fault::WriteEnospc | Fault::ShortWrite))
+        } else {
+            None
+        };
         let keep = match fault {
             Some(Fault::WriteEnospc) => return Err(io::Error::from_raw_os_error(libc::ENOSPC)),
             Some(Fault::ShortWrite) => total / 2,
@@ -200,7 +221,7 @@ impl StorageFile for SimFile {
 
     fn sync_data(&self) -> io::Result<()> {
         self.check_alive()?;
-        if self.shared.take_fault(|f| f == Fault::SyncEio).is_some() {
+        if self.segment && self.shared.take_fault(|f| f == Fault::SyncEio).is_some() {
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
         let mut img = self.image.lock();
@@ -241,7 +262,10 @@ impl Storage for SimStorage {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         let mut st = self.shared.state.lock();
         if st.files.contains_key(dir) {
-            return Err(io::Error::new(io::ErrorKind::AlreadyExists, "a file is in the way"));
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "a file is in the way",
+            ));
         }
         st.dirs.insert(dir.to_path_buf());
         Ok(())
@@ -270,12 +294,16 @@ impl Storage for SimStorage {
 
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>> {
         let mut st = self.shared.state.lock();
+        if st.down {
+            return Err(dead());
+        }
         let image = match st.files.get(path) {
             Some(i) => i.clone(),
             None if create => st.files.entry(path.to_path_buf()).or_default().clone(),
             None => return Err(not_found(path)),
         };
         Ok(Arc::new(SimFile {
+            segment: path.extension().is_some_and(|e| e == "seg"),
             shared: self.shared.clone(),
             image,
             generation: self.shared.generation.load(Ordering::SeqCst),
@@ -284,13 +312,23 @@ impl Storage for SimStorage {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut st = self.shared.state.lock();
+        if st.down {
+            return Err(dead());
+        }
         let image = st.files.remove(from).ok_or_else(|| not_found(from))?;
         st.files.insert(to.to_path_buf(), image);
         Ok(())
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {
-        self.shared.state.lock().files.remove(path).map(|_| ()).ok_or_else(|| not_found(path))
+        let mut st = self.shared.state.lock();
+        if st.down {
+            return Err(dead());
+        }
+        st.files
+            .remove(path)
+            .map(|_| ())
+            .ok_or_else(|| not_found(path))
     }
 
     fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
@@ -299,6 +337,7 @@ impl Storage for SimStorage {
 
     fn lock(&self, path: &Path) -> io::Result<Option<Box<dyn Any + Send + Sync>>> {
         let mut st = self.shared.state.lock();
+        st.down = false; // a new process is opening the log: the machine is up again
         if !st.locks.insert(path.to_path_buf()) {
             return Ok(None);
         }

@@ -67,7 +67,10 @@ impl Counters {
 
     fn appends_and_bytes(&self) -> (u64, u64) {
         self.stripes.iter().fold((0, 0), |(a, b), s| {
-            (a + s.appends.load(Ordering::Relaxed), b + s.bytes.load(Ordering::Relaxed))
+            (
+                a + s.appends.load(Ordering::Relaxed),
+                b + s.bytes.load(Ordering::Relaxed),
+            )
         })
     }
 }

@@ -51,7 +51,11 @@ pub trait StorageFile: Send + Sync {
 }
 
 /// Reads exactly `buf.len()` bytes or returns how many were there.
-pub(crate) fn read_full(file: &dyn StorageFile, mut offset: u64, mut buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_full(
+    file: &dyn StorageFile,
+    mut offset: u64,
+    mut buf: &mut [u8],
+) -> io::Result<usize> {
     let want = buf.len();
     while !buf.is_empty() {
         match file.read_at(offset, buf) {
@@ -136,7 +140,12 @@ impl Storage for OsStorage {
     }
 
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>> {
-        let file = OpenOptions::new().read(true).write(true).create(create).truncate(false).open(path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(path)?;
         Ok(Arc::new(OsFile(file)))
     }
 
@@ -153,7 +162,12 @@ impl Storage for OsStorage {
     }
 
     fn lock(&self, path: &Path) -> io::Result<Option<Box<dyn Any + Send + Sync>>> {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
         // SAFETY: flock on a file descriptor we own and keep open in the returned guard; the
         // lock belongs to this open file description, so a second open of the same path, in
         // this process or another, conflicts with it.

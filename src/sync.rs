@@ -6,7 +6,9 @@
 //! this module names `std::sync::atomic`, `loom` or `libc::futex` directly.
 
 #[cfg(not(slotlog_loom))]
-pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
+pub(crate) use std::sync::atomic::{
+    fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize,
+};
 #[cfg(not(slotlog_loom))]
 pub(crate) use std::sync::Arc;
 

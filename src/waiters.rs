@@ -39,7 +39,10 @@ pub(crate) struct Registration {
 
 impl WaitList {
     pub(crate) fn new() -> Self {
-        WaitList { entries: Mutex::new((Vec::new(), 0)), len: AtomicUsize::new(0) }
+        WaitList {
+            entries: Mutex::new((Vec::new(), 0)),
+            len: AtomicUsize::new(0),
+        }
     }
 
     /// Registers a waiter. The caller must re-check its condition after this returns and
@@ -50,7 +53,12 @@ impl WaitList {
         let (list, next_id) = &mut *guard;
         let id = *next_id;
         *next_id += 1;
-        list.push(Entry { id, need, level, event: event.clone() });
+        list.push(Entry {
+            id,
+            need,
+            level,
+            event: event.clone(),
+        });
         // Relaxed: the fence below orders it.
         self.len.store(list.len(), Ordering::Relaxed);
         drop(guard);

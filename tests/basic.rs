@@ -5,11 +5,19 @@ use std::sync::Arc;
 use slotlog::{Durability, Log, Lsn, Options};
 
 fn small() -> Options {
-    Options::default().segment_size(256 << 10).slot_size(8 << 10).slot_pool(4).max_record_size(100 << 10)
+    Options::default()
+        .segment_size(256 << 10)
+        .slot_size(8 << 10)
+        .slot_pool(4)
+        .max_record_size(100 << 10)
 }
 
 fn read_all(log: &Log) -> Vec<(Lsn, Vec<u8>)> {
-    log.iter(Lsn::ZERO).unwrap().map(|r| r.map(|r| (r.lsn(), r.into_data()))).collect::<slotlog::Result<_>>().unwrap()
+    log.iter(Lsn::ZERO)
+        .unwrap()
+        .map(|r| r.map(|r| (r.lsn(), r.into_data())))
+        .collect::<slotlog::Result<_>>()
+        .unwrap()
 }
 
 #[test]
@@ -20,7 +28,11 @@ fn single_thread_round_trip_across_segments() {
     for i in 0..3000u32 {
         let len = (i as usize * 37) % 3000;
         let data: Vec<u8> = (0..len).map(|j| (i as usize + j) as u8).collect();
-        let d = [Durability::NoSync, Durability::WriteOnly, Durability::FullSync][(i % 7 == 0) as usize + (i % 31 == 0) as usize];
+        let d = [
+            Durability::NoSync,
+            Durability::WriteOnly,
+            Durability::FullSync,
+        ][(i % 7 == 0) as usize + (i % 31 == 0) as usize];
         let lsn = log.append(&data, d).unwrap();
         expect.push((lsn, data));
     }
@@ -49,14 +61,21 @@ fn many_threads_mixed_durability_and_sizes() {
                         data[..4].copy_from_slice(&t.to_le_bytes());
                         data[4..8].copy_from_slice(&i.to_le_bytes());
                     }
-                    let d = [Durability::NoSync, Durability::WriteOnly, Durability::FullSync][(i % 3) as usize];
+                    let d = [
+                        Durability::NoSync,
+                        Durability::WriteOnly,
+                        Durability::FullSync,
+                    ][(i % 3) as usize];
                     mine.push((log.append(&data, d).unwrap(), data));
                 }
                 mine
             })
         })
         .collect();
-    let mut expect: Vec<_> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let mut expect: Vec<_> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
     expect.sort_by_key(|(l, _)| *l);
     let stats = log.stats();
     Arc::try_unwrap(log).unwrap().close().unwrap();

@@ -86,7 +86,7 @@ fn payload(seq: u64, len: usize) -> Vec<u8> {
 /// `state_machine.proptest-regressions`; `iter_on_a_log_that_ends_at_its_first_segment_base`
 /// in `tests/recovery_fuzz.rs`): on a log whose end is exactly the base of its first segment
 /// file, `iter(Lsn::ZERO)` reads the frame at the end and fails with `Corrupt` at offset 64.
-const WORK_AROUND_ITER_AT_FIRST_BASE: bool = true;
+const WORK_AROUND_ITER_AT_FIRST_BASE: bool = false;
 
 fn read_from(log: &Log, from: Lsn) -> slotlog::Result<Vec<(Lsn, Vec<u8>)>> {
     log.iter(from)?

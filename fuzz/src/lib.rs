@@ -411,20 +411,20 @@ pub fn check(data: &[u8]) -> Outcome {
 /// cut the tail back to that base) reads the frame *at* the end instead of stopping, and fails
 /// with `Corrupt` at offset 64 of that file. Set to `false` once `LogIter` checks
 /// `pos < end` after moving to a segment's base.
-pub const WORK_AROUND_ITER_AT_FIRST_BASE: bool = true;
+pub const WORK_AROUND_ITER_AT_FIRST_BASE: bool = false;
 
 /// While `true`, rebuilt segment headers keep `payload >= slot_size`, stepping around a known
 /// bug: when the log's end `e` is in a segment that ends before one slot size (`seg_end <
 /// slot_size`, e.g. the first segment of a log made with a smaller `slot_size`),
 /// `LogBuffer::activate` computes the slot base `e - prefill` with `prefill = slot_size -
 /// (seg_end - e) > e`: an arithmetic overflow (a panic with debug assertions).
-pub const WORK_AROUND_SMALL_FIRST_SEGMENT: bool = true;
+pub const WORK_AROUND_SMALL_FIRST_SEGMENT: bool = false;
 
 /// While `true`, rebuilt segment headers keep `window < 2^62`, stepping around a known bug:
 /// `SegmentHeader::decode` does not bound `window`, and recovery computes `pos + window`
 /// (an arithmetic overflow, a panic with debug assertions, a wrong "beyond the window"
 /// verdict without).
-pub const WORK_AROUND_HUGE_WINDOW: bool = true;
+pub const WORK_AROUND_HUGE_WINDOW: bool = false;
 
 /// Every record of `log`; see [`WORK_AROUND_ITER_AT_FIRST_BASE`].
 pub fn read_all(log: &Log) -> slotlog::Result<Vec<(Lsn, Vec<u8>)>> {
