@@ -14,9 +14,9 @@ use crate::format::FRAME_HEADER_LEN;
 use crate::slot::{Slot, State, CLOSED};
 use crate::stats::Counters;
 use crate::sync::{
-    spin_hint, AtomicBool, AtomicU64, Event, Mutex, MutexGuard, Ordering, SPIN_LIMIT,
+    spin_hint, Arc, AtomicBool, AtomicU64, Event, Mutex, MutexGuard, Ordering, SPIN_LIMIT,
 };
-use crate::waiters::{Level, Registration, WaitList};
+use crate::waiters::{Level, WaitList, Waiter, Work};
 
 /// Where slot bytes go, and how frames are made. The real one is the segment files; the loom
 /// models use an in-memory one.
@@ -520,15 +520,29 @@ impl<S: Sink> LogBuffer<S> {
             // waiters re-check it after the SeqCst fences in `WaitList`.
             self.written.store(e, Ordering::Release);
         }
+        // Acquire: as in `join`. Every sequence below the active one is written: the write
+        // pipe is idle, a waiter in the active slot may close it.
+        let pipe_idle = ring.lowest == self.active.load(Ordering::Acquire);
         drop(ring);
         if advanced.is_some() {
             self.freed.notify_all();
-            self.wake_waiters();
+            self.wake_waiters(pipe_idle);
         }
     }
 
-    fn wake_waiters(&self) {
-        self.waiters.wake(self.written(), self.durable());
+    /// Wakes the waiters the frontiers satisfy, and drivers for the work now possible
+    /// ("Waiting"). `pipe_idle`: every closed slot is written.
+    fn wake_waiters(&self, pipe_idle: bool) {
+        // Relaxed: a hint for choosing drivers; the syncer wakes again when it finishes.
+        let sync = !self.syncing.load(Ordering::Relaxed);
+        self.waiters.wake(
+            self.written(),
+            self.durable(),
+            Work {
+                sync,
+                close: pipe_idle,
+            },
+        );
     }
 
     /// Runs one fdatasync covering the written frontier, unless one is running. Returns whether
@@ -562,7 +576,11 @@ impl<S: Sink> LogBuffer<S> {
         }
         // Release: hands the durable frontier to the next syncer.
         self.syncing.store(false, Ordering::Release);
-        self.wake_waiters();
+        // A durable waiter in the active slot may have held back its close while we synced.
+        let pipe_idle = self
+            .active_start()
+            .is_some_and(|(_, start)| start == self.written());
+        self.wake_waiters(pipe_idle);
         result
     }
 
@@ -571,8 +589,14 @@ impl<S: Sink> LogBuffer<S> {
     /// Returns once the `level` frontier reaches `need`, doing whatever work it can on the way:
     /// closing the active slot when the write pipe is idle, running the fdatasync.
     pub fn wait_for(&self, need: u64, level: Level) -> Result<()> {
-        let mut reg: Option<Registration> = None;
+        let mut reg: Option<Arc<Waiter>> = None;
         let mut spins = 0;
+        // A durable wait spans an fdatasync (~100 µs or more): spinning would only burn CPU.
+        let spin_limit = if level == Level::Durable {
+            0
+        } else {
+            SPIN_LIMIT
+        };
         let result = loop {
             let key = reg.as_ref().map(|r| r.event.key());
             if let Err(e) = self.check_poison() {
@@ -589,7 +613,7 @@ impl<S: Sink> LogBuffer<S> {
                 }
                 Ok(false) => {}
             }
-            if spins < SPIN_LIMIT {
+            if spins < spin_limit {
                 spins += 1;
                 spin_hint();
                 continue;
