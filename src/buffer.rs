@@ -137,7 +137,7 @@ impl<S: Sink> LogBuffer<S> {
             waiters: WaitList::new(),
             rotated: Event::new(),
             freed: Event::new(),
-            counters: Counters::default(),
+            counters: Counters::new(),
         };
         buffer.activate(0, start);
         buffer

@@ -18,13 +18,24 @@ pub(crate) fn crc_seed(log_id: u64) -> u32 {
     crc32fast::hash(&log_id.to_le_bytes())
 }
 
+/// A CRC hasher already seeded for one log. Cloning it is cheaper than
+/// `Hasher::new_with_initial`, which detects the CPU's CRC instructions on every call.
+#[derive(Clone)]
+pub(crate) struct Seeded(crc32fast::Hasher);
+
+impl Seeded {
+    pub(crate) fn new(seed: u32) -> Seeded {
+        Seeded(crc32fast::Hasher::new_with_initial(seed))
+    }
+}
+
 /// Builds the 16-byte header of a record frame at address `lsn`.
-pub(crate) fn record_header(seed: u32, lsn: u64, data: &[u8]) -> [u8; FRAME_HEADER_LEN] {
+pub(crate) fn record_header(seed: &Seeded, lsn: u64, data: &[u8]) -> [u8; FRAME_HEADER_LEN] {
     debug_assert!(data.len() <= LEN_MASK as usize);
     let mut h = [0u8; FRAME_HEADER_LEN];
     h[0..8].copy_from_slice(&lsn.to_le_bytes());
     h[8..12].copy_from_slice(&(data.len() as u32).to_le_bytes());
-    let mut crc = crc32fast::Hasher::new_with_initial(seed);
+    let mut crc = seed.0.clone();
     crc.update(&h[0..12]);
     crc.update(data);
     h[12..16].copy_from_slice(&crc.finalize().to_le_bytes());
@@ -239,7 +250,7 @@ mod tests {
     #[test]
     fn record_frame_round_trip_and_damage() {
         let seed = crc_seed(42);
-        let h = record_header(seed, 1000, b"hello");
+        let h = record_header(&Seeded::new(seed), 1000, b"hello");
         assert_eq!(
             parse_header(seed, 1000, &h, 100, 1 << 20),
             Ok(FrameKind::Record { len: 5 })

@@ -55,6 +55,7 @@ pub(crate) struct Segments {
     dir: PathBuf,
     geometry: Geometry,
     seed: u32,
+    seeded: format::Seeded,
     /// Ordered by base, contiguous.
     list: RwLock<Vec<Arc<Segment>>>,
     /// Serialises creation, so a segment is made once.
@@ -90,6 +91,7 @@ impl Segments {
             storage,
             dir,
             seed: format::crc_seed(geometry.log_id),
+            seeded: format::Seeded::new(format::crc_seed(geometry.log_id)),
             geometry,
             list: RwLock::new(list),
             creating: Mutex::new(()),
@@ -346,7 +348,7 @@ impl Sink for SegmentSink {
     }
 
     fn record_header(&self, lsn: u64, data: &[u8]) -> [u8; FRAME_HEADER_LEN] {
-        format::record_header(self.0.seed, lsn, data)
+        format::record_header(&self.0.seeded, lsn, data)
     }
 
     fn pad_header(&self, lsn: u64, total: u64) -> Option<[u8; FRAME_HEADER_LEN]> {

@@ -1,8 +1,8 @@
 //! Counters for monitoring. They are statistics, not synchronisation, so they use the standard
 //! atomics directly (also under loom, where they would only multiply the explored schedules)
-//! and every access is Relaxed.
+//! and every access is Relaxed: a snapshot taken while appends run is a consistent count of
+//! some recent moment per counter, not across counters.
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
@@ -20,19 +20,49 @@ impl Counter {
     }
 }
 
-const STRIPES: usize = 16;
+/// Stripes with a single owner thread each. A thread takes an ordinal on first use and gives
+/// it back when it exits; the first `OWNED` live threads own a stripe and count with a plain
+/// load and store (no locked instruction: counting costed as much as joining a slot with
+/// `fetch_add`), any further threads share one stripe with `fetch_add`.
+const OWNED: usize = 64;
 
-/// Counters bumped on every append live in per-thread stripes, so that counting does not add
-/// a second contended cache line to the append path.
+/// Per-thread append counters.
 #[derive(Default)]
 struct Stripe {
     appends: AtomicU64,
     bytes: AtomicU64,
 }
 
+/// A thread's ordinal, returned to the free list when the thread exits.
+struct Ordinal(usize);
+
+static FREE_ORDINALS: parking_lot::Mutex<Vec<usize>> = parking_lot::Mutex::new(Vec::new());
+static NEXT_ORDINAL: AtomicUsize = AtomicUsize::new(0);
+
+impl Ordinal {
+    fn take() -> Ordinal {
+        // The mutex orders the previous owner's last counter stores before our first loads.
+        let reused = FREE_ORDINALS.lock().pop();
+        Ordinal(reused.unwrap_or_else(|| NEXT_ORDINAL.fetch_add(1, Ordering::Relaxed)))
+    }
+}
+
+impl Drop for Ordinal {
+    fn drop(&mut self) {
+        FREE_ORDINALS.lock().push(self.0);
+    }
+}
+
+fn ordinal() -> usize {
+    thread_local!(static ORDINAL: Ordinal = Ordinal::take());
+    // A thread that is being torn down counts in the shared stripe.
+    ORDINAL.try_with(|o| o.0).unwrap_or(usize::MAX)
+}
+
 #[derive(Default)]
 pub(crate) struct Counters {
-    stripes: [CachePadded<Stripe>; STRIPES],
+    owned: Box<[CachePadded<Stripe>]>,
+    shared: CachePadded<Stripe>,
     pub(crate) cas_retries: Counter,
     pub(crate) slots_closed: Counter,
     pub(crate) slots_full: Counter,
@@ -47,31 +77,44 @@ pub(crate) struct Counters {
     pub(crate) full_sync_appends: Counter,
 }
 
-fn stripe_index() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local!(static INDEX: Cell<usize> = const { Cell::new(usize::MAX) });
-    INDEX.with(|i| {
-        if i.get() == usize::MAX {
-            i.set(NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES);
-        }
-        i.get()
-    })
-}
-
 impl Counters {
+    pub(crate) fn new() -> Counters {
+        Counters {
+            owned: (0..OWNED)
+                .map(|_| CachePadded::new(Stripe::default()))
+                .collect(),
+            ..Counters::default()
+        }
+    }
+
     pub(crate) fn record_append(&self, bytes: usize) {
-        let s = &self.stripes[stripe_index()];
-        s.appends.fetch_add(1, Ordering::Relaxed);
-        s.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        match self.owned.get(ordinal()) {
+            Some(s) => {
+                // Relaxed load + store: this thread is the stripe's only writer.
+                s.appends
+                    .store(s.appends.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                s.bytes.store(
+                    s.bytes.load(Ordering::Relaxed) + bytes as u64,
+                    Ordering::Relaxed,
+                );
+            }
+            None => {
+                self.shared.appends.fetch_add(1, Ordering::Relaxed);
+                self.shared.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+            }
+        }
     }
 
     fn appends_and_bytes(&self) -> (u64, u64) {
-        self.stripes.iter().fold((0, 0), |(a, b), s| {
-            (
-                a + s.appends.load(Ordering::Relaxed),
-                b + s.bytes.load(Ordering::Relaxed),
-            )
-        })
+        self.owned
+            .iter()
+            .chain(std::iter::once(&self.shared))
+            .fold((0, 0), |(a, b), s| {
+                (
+                    a + s.appends.load(Ordering::Relaxed),
+                    b + s.bytes.load(Ordering::Relaxed),
+                )
+            })
     }
 }
 
