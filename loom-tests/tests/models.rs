@@ -62,7 +62,7 @@ fn two_threads_join_one_slot() {
 #[test]
 fn three_threads_join_one_slot() {
     let (hit, seen) = hits();
-    model("three_threads_join_one_slot", 2, move || {
+    model("three_threads_join_one_slot", 3, move || {
         let buf = buffer(MemSink::new(0), 4, 3);
         let b1 = buf.clone();
         let t1 = spawn("t1", move || append(&b1, &[1], None));
@@ -126,7 +126,7 @@ fn join_crosses_switch_size() {
 #[test]
 fn close_and_rotation_race_late_joiners() {
     let (hit, seen) = hits();
-    model("close_and_rotation_race_late_joiners", 2, move || {
+    model("close_and_rotation_race_late_joiners", 3, move || {
         let buf = buffer(MemSink::new(0), 4, 3);
         let r0 = append(&buf, &[9], None);
         let b1 = buf.clone();
@@ -168,7 +168,7 @@ fn close_and_rotation_race_late_joiners() {
 #[test]
 fn last_releaser_election() {
     let (hit, seen) = hits();
-    model("last_releaser_election", 2, move || {
+    model("last_releaser_election", 3, move || {
         let buf = buffer(MemSink::new(0), 4, 3);
         let b1 = buf.clone();
         let t1 = spawn("t1", move || append(&b1, &[1], None));
@@ -283,7 +283,7 @@ fn waiter_parks_while_frontier_passes() {
 #[test]
 fn pool_exhaustion_and_refill() {
     let (hit, seen) = hits();
-    model("pool_exhaustion_and_refill", 2, move || {
+    model("pool_exhaustion_and_refill", 3, move || {
         let buf = buffer(MemSink::new(0), 2, 3);
         let b1 = buf.clone();
         let t1 = spawn("t1", move || append(&b1, &[1], None));
