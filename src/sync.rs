@@ -1,21 +1,33 @@
 //! The one place where the protocol code gets its synchronisation primitives.
 //!
 //! In a normal build these are the standard atomics, `parking_lot::Mutex` and a futex-based
-//! [`Event`]. Built with `RUSTFLAGS="--cfg slotlog_loom"` they are loom's, so that the loom
-//! models in `loom-tests/` check the real slot protocol and not a copy of it. Nothing outside
-//! this module names `std::sync::atomic`, `loom` or `libc::futex` directly.
+//! [`Event`]. Built with `RUSTFLAGS="--cfg slotlog_loom"` they are loom's, and with
+//! `--cfg slotlog_shuttle` shuttle's, so that the models in `loom-tests/` and
+//! `loom-tests/shuttle/` check the real slot protocol and not a copy of it. In both model builds
+//! the park primitive is a Mutex + Condvar with the futex contract. Nothing outside this module
+//! names `std::sync::atomic`, `loom`, `shuttle` or `libc::futex` directly (the statistics
+//! counters in `stats.rs` deliberately use std atomics: they are not synchronisation).
 
-#[cfg(not(slotlog_loom))]
+#[cfg(not(any(slotlog_loom, slotlog_shuttle)))]
 pub(crate) use std::sync::atomic::{
     fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize,
 };
-#[cfg(not(slotlog_loom))]
+#[cfg(not(any(slotlog_loom, slotlog_shuttle)))]
 pub(crate) use std::sync::Arc;
 
 #[cfg(slotlog_loom)]
-pub(crate) use loom::sync::atomic::fence;
+use ::loom as rt;
+#[cfg(slotlog_shuttle)]
+use ::shuttle as rt;
+
 #[cfg(slotlog_loom)]
 pub(crate) use loom_atomics::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize};
+#[cfg(any(slotlog_loom, slotlog_shuttle))]
+pub(crate) use rt::sync::atomic::fence;
+// Shuttle treats every atomic access as SeqCst, so it checks schedules, not orderings (loom
+// owns those); its atomics are used as they are.
+#[cfg(slotlog_shuttle)]
+pub(crate) use shuttle::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize};
 
 /// Loom's atomics, with `store` done as `swap`.
 ///
@@ -79,6 +91,8 @@ mod loom_atomics {
 }
 #[cfg(slotlog_loom)]
 pub(crate) use loom::sync::Arc;
+#[cfg(slotlog_shuttle)]
+pub(crate) use std::sync::Arc;
 
 pub(crate) use std::sync::atomic::Ordering;
 
@@ -86,47 +100,47 @@ pub(crate) use std::sync::atomic::Ordering;
 /// ~30 µs here and a small `pwrite` ~2 µs, so a short spin catches the common case where the
 /// thing awaited is already in progress on the other core. Under loom spinning only multiplies
 /// the schedules, so the model parks at once.
-#[cfg(not(slotlog_loom))]
+#[cfg(not(any(slotlog_loom, slotlog_shuttle)))]
 pub(crate) const SPIN_LIMIT: u32 = 64;
-#[cfg(slotlog_loom)]
+#[cfg(any(slotlog_loom, slotlog_shuttle))]
 pub(crate) const SPIN_LIMIT: u32 = 0;
 
 /// One step of a bounded spin.
 #[inline]
 pub(crate) fn spin_hint() {
-    #[cfg(not(slotlog_loom))]
+    #[cfg(not(any(slotlog_loom, slotlog_shuttle)))]
     std::hint::spin_loop();
-    #[cfg(slotlog_loom)]
-    loom::thread::yield_now();
+    #[cfg(any(slotlog_loom, slotlog_shuttle))]
+    rt::thread::yield_now();
 }
 
-/// A mutual-exclusion lock with a `lock()` that cannot fail (no poisoning), in both builds.
+/// A mutual-exclusion lock with a `lock()` that cannot fail (no poisoning), in every build.
 pub(crate) struct Mutex<T> {
-    #[cfg(not(slotlog_loom))]
+    #[cfg(not(any(slotlog_loom, slotlog_shuttle)))]
     inner: parking_lot::Mutex<T>,
-    #[cfg(slotlog_loom)]
-    inner: loom::sync::Mutex<T>,
+    #[cfg(any(slotlog_loom, slotlog_shuttle))]
+    inner: rt::sync::Mutex<T>,
 }
 
-#[cfg(not(slotlog_loom))]
+#[cfg(not(any(slotlog_loom, slotlog_shuttle)))]
 pub(crate) type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
-#[cfg(slotlog_loom)]
-pub(crate) type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
+#[cfg(any(slotlog_loom, slotlog_shuttle))]
+pub(crate) type MutexGuard<'a, T> = rt::sync::MutexGuard<'a, T>;
 
 impl<T> Mutex<T> {
     pub(crate) fn new(value: T) -> Self {
         Mutex {
-            #[cfg(not(slotlog_loom))]
+            #[cfg(not(any(slotlog_loom, slotlog_shuttle)))]
             inner: parking_lot::Mutex::new(value),
-            #[cfg(slotlog_loom)]
-            inner: loom::sync::Mutex::new(value),
+            #[cfg(any(slotlog_loom, slotlog_shuttle))]
+            inner: rt::sync::Mutex::new(value),
         }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
-        #[cfg(not(slotlog_loom))]
+        #[cfg(not(any(slotlog_loom, slotlog_shuttle)))]
         return self.inner.lock();
-        #[cfg(slotlog_loom)]
+        #[cfg(any(slotlog_loom, slotlog_shuttle))]
         return self.inner.lock().unwrap_or_else(|e| e.into_inner());
     }
 }
@@ -141,33 +155,33 @@ impl<T> Mutex<T> {
 /// published change, and a waiter that took it before is woken: no lost wake-up. Spurious
 /// returns are allowed; every caller re-checks its condition in a loop.
 pub(crate) struct Event {
-    #[cfg(not(slotlog_loom))]
+    #[cfg(not(any(slotlog_loom, slotlog_shuttle)))]
     seq: AtomicU32,
     /// Threads inside `wait`; lets `notify_all` skip the syscall when nobody sleeps.
-    #[cfg(not(slotlog_loom))]
+    #[cfg(not(any(slotlog_loom, slotlog_shuttle)))]
     sleepers: AtomicU32,
-    #[cfg(slotlog_loom)]
-    seq: loom::sync::Mutex<u32>,
-    #[cfg(slotlog_loom)]
-    cond: loom::sync::Condvar,
+    #[cfg(any(slotlog_loom, slotlog_shuttle))]
+    seq: rt::sync::Mutex<u32>,
+    #[cfg(any(slotlog_loom, slotlog_shuttle))]
+    cond: rt::sync::Condvar,
 }
 
 impl Event {
     pub(crate) fn new() -> Self {
         Event {
-            #[cfg(not(slotlog_loom))]
+            #[cfg(not(any(slotlog_loom, slotlog_shuttle)))]
             seq: AtomicU32::new(0),
-            #[cfg(not(slotlog_loom))]
+            #[cfg(not(any(slotlog_loom, slotlog_shuttle)))]
             sleepers: AtomicU32::new(0),
-            #[cfg(slotlog_loom)]
-            seq: loom::sync::Mutex::new(0),
-            #[cfg(slotlog_loom)]
-            cond: loom::sync::Condvar::new(),
+            #[cfg(any(slotlog_loom, slotlog_shuttle))]
+            seq: rt::sync::Mutex::new(0),
+            #[cfg(any(slotlog_loom, slotlog_shuttle))]
+            cond: rt::sync::Condvar::new(),
         }
     }
 
     /// The current generation. Take it *before* checking the condition you wait for.
-    #[cfg(not(slotlog_loom))]
+    #[cfg(not(any(slotlog_loom, slotlog_shuttle)))]
     pub(crate) fn key(&self) -> u32 {
         // SeqCst: orders this load with the caller's condition check and with `wait`'s
         // increment of `sleepers` (the Dekker pair against `notify_all`).
@@ -175,7 +189,7 @@ impl Event {
     }
 
     /// Sleeps until a `notify_all` after `key` was taken (or spuriously).
-    #[cfg(not(slotlog_loom))]
+    #[cfg(not(any(slotlog_loom, slotlog_shuttle)))]
     pub(crate) fn wait(&self, key: u32) {
         // SeqCst on both sides: either `notify_all` sees `sleepers > 0` and issues the wake, or
         // this thread sees the incremented `seq` and does not sleep.
@@ -188,7 +202,7 @@ impl Event {
     }
 
     /// Wakes every thread sleeping in `wait` and makes every outstanding key stale.
-    #[cfg(not(slotlog_loom))]
+    #[cfg(not(any(slotlog_loom, slotlog_shuttle)))]
     pub(crate) fn notify_all(&self) {
         // SeqCst: publishes the caller's state change to waiters that load `seq`, and pairs
         // with the `sleepers` increment in `wait` (see there).
@@ -198,12 +212,12 @@ impl Event {
         }
     }
 
-    #[cfg(slotlog_loom)]
+    #[cfg(any(slotlog_loom, slotlog_shuttle))]
     pub(crate) fn key(&self) -> u32 {
         *self.seq.lock().unwrap()
     }
 
-    #[cfg(slotlog_loom)]
+    #[cfg(any(slotlog_loom, slotlog_shuttle))]
     pub(crate) fn wait(&self, key: u32) {
         // The futex contract: the word is checked under the lock, so a notify between the
         // caller's check and this sleep is seen here, and a missing notify is a loom deadlock.
@@ -213,7 +227,7 @@ impl Event {
         }
     }
 
-    #[cfg(slotlog_loom)]
+    #[cfg(any(slotlog_loom, slotlog_shuttle))]
     pub(crate) fn notify_all(&self) {
         let mut seq = self.seq.lock().unwrap();
         *seq = seq.wrapping_add(1);
@@ -222,7 +236,7 @@ impl Event {
     }
 }
 
-#[cfg(not(slotlog_loom))]
+#[cfg(not(any(slotlog_loom, slotlog_shuttle)))]
 fn futex_wait(word: &AtomicU32, expected: u32) {
     // SAFETY: FUTEX_WAIT reads the 4-byte word at a valid, aligned address that outlives the
     // call (it is borrowed for its duration); a null timeout means "no timeout". The kernel
@@ -239,7 +253,7 @@ fn futex_wait(word: &AtomicU32, expected: u32) {
     }
 }
 
-#[cfg(not(slotlog_loom))]
+#[cfg(not(any(slotlog_loom, slotlog_shuttle)))]
 fn futex_wake_all(word: &AtomicU32) {
     // SAFETY: FUTEX_WAKE only uses the address as a key to find sleepers; it does not access
     // memory. The address is valid for the duration of the call.

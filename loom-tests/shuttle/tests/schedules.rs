@@ -1,0 +1,184 @@
+//! Randomized schedules (shuttle) over the real slot protocol, for what the exhaustive loom
+//! models cannot reach: 8-16 threads, dozens of slot rotations through a 3-slot pool, segment
+//! padding, unbuffered records, and waiters of every level parked across slots.
+//!
+//! Shuttle treats every atomic as SeqCst, so these tests check the protocol's logic (who
+//! closes, who writes, the frontier hand-off, lost wake-ups, pool exhaustion), not its memory
+//! orderings; the loom models own those.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use slotlog::protocol::{BufferConfig, Level, LogBuffer, Sink};
+
+/// An in-memory sink: every write and the durable mark, with a tiny segment size so that the
+/// slots hit segment ends often. Frames have no header: records carry their own identity.
+#[derive(Default)]
+struct MemSink {
+    writes: Mutex<BTreeMap<u64, Vec<u8>>>,
+    synced: Mutex<u64>,
+}
+
+const SEGMENT: u64 = 40;
+
+impl Sink for MemSink {
+    fn header_len(&self) -> usize {
+        0
+    }
+    fn record_header(&self, _lsn: u64, _data: &[u8]) -> [u8; 16] {
+        [0; 16]
+    }
+    fn pad_header(&self, _lsn: u64, _total: u64) -> Option<[u8; 16]> {
+        None
+    }
+    fn segment_end(&self, lsn: u64) -> u64 {
+        (lsn / SEGMENT + 1) * SEGMENT
+    }
+    fn write(&self, lsn: u64, parts: &[&[u8]]) -> slotlog::Result<()> {
+        let bytes: Vec<u8> = parts.concat();
+        assert!(
+            lsn / SEGMENT == (lsn + bytes.len() as u64 - 1) / SEGMENT,
+            "a write crosses a segment end at {lsn}"
+        );
+        let prev = self.writes.lock().unwrap().insert(lsn, bytes);
+        assert!(prev.is_none(), "address {lsn} written twice");
+        Ok(())
+    }
+    fn sync(&self, _from: u64, to: u64) -> slotlog::Result<()> {
+        let mut s = self.synced.lock().unwrap();
+        *s = (*s).max(to);
+        Ok(())
+    }
+}
+
+/// A record that names its thread and sequence number; `long` makes it unbuffered.
+fn record(thread: usize, seq: usize, long: bool) -> Vec<u8> {
+    let len = if long { 12 } else { 1 + (thread + seq) % 4 };
+    (0..len)
+        .map(|i| (thread * 16 + seq) as u8 ^ (i as u8).wrapping_mul(37))
+        .collect()
+}
+
+fn level(thread: usize, seq: usize) -> Option<Level> {
+    match (thread + 2 * seq) % 4 {
+        0 | 3 => None,
+        1 => Some(Level::Written),
+        _ => Some(Level::Durable),
+    }
+}
+
+/// `threads` appenders, each `per_thread` records of mixed durability; one thread in four also
+/// calls `flush`/`sync`; then checks that every record is in the sink exactly once, at its
+/// address, that writes do not overlap, that the frontiers cover everything, and that each
+/// thread's records are in its order.
+fn scenario(threads: usize, per_thread: usize, slot_size: usize) {
+    let buf = Arc::new(LogBuffer::new(
+        MemSink::default(),
+        BufferConfig {
+            slot_size,
+            slot_pool: 3,
+        },
+        0,
+    ));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let buf = buf.clone();
+            shuttle::thread::spawn(move || {
+                let mut mine = Vec::new();
+                for i in 0..per_thread {
+                    let data = record(t, i, (t + i) % 7 == 6);
+                    let lsn = buf.append(&data, level(t, i)).expect("append");
+                    match level(t, i) {
+                        Some(Level::Written) => assert!(buf.written() >= lsn + data.len() as u64),
+                        Some(Level::Durable) => assert!(buf.durable() >= lsn + data.len() as u64),
+                        None => {}
+                    }
+                    if t % 4 == 3 && i % 2 == 1 {
+                        if i % 4 == 1 { buf.flush() } else { buf.sync() }.expect("flush/sync");
+                    }
+                    mine.push((lsn, data));
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all: Vec<(u64, Vec<u8>)> = Vec::new();
+    for h in handles {
+        let mine = h.join().unwrap();
+        assert!(
+            mine.windows(2).all(|w| w[0].0 < w[1].0),
+            "a thread's records out of order"
+        );
+        all.extend(mine);
+    }
+    buf.sync().expect("final sync");
+    let end = buf.reserved_end().unwrap();
+    assert_eq!(buf.written(), end, "written frontier short of the end");
+    assert_eq!(buf.durable(), end, "durable frontier short of the end");
+    let writes = buf.sink().writes.lock().unwrap();
+    let mut prev_end = 0;
+    for (&at, bytes) in writes.iter() {
+        assert!(at >= prev_end, "writes overlap at {at}");
+        prev_end = at + bytes.len() as u64;
+    }
+    all.sort();
+    for (lsn, data) in &all {
+        let (&at, bytes) = writes
+            .range(..=*lsn)
+            .next_back()
+            .expect("record not written");
+        let off = (*lsn - at) as usize;
+        assert_eq!(
+            &bytes[off..off + data.len()],
+            &data[..],
+            "record at {lsn} damaged"
+        );
+    }
+    let record_bytes: usize = all.iter().map(|(_, d)| d.len()).sum();
+    let written_bytes: usize = writes.values().map(|b| b.len()).sum();
+    assert_eq!(
+        written_bytes, record_bytes,
+        "bytes written other than the records"
+    );
+}
+
+fn iters() -> usize {
+    std::env::var("SLOTLOG_SHUTTLE_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000)
+}
+
+/// Runs `f` under shuttle's random and PCT schedulers, or replays one schedule from
+/// `SLOTLOG_SHUTTLE_REPLAY="<name>=<schedule>"`.
+fn check(name: &str, f: impl Fn() + Send + Sync + 'static) {
+    if let Ok(spec) = std::env::var("SLOTLOG_SHUTTLE_REPLAY") {
+        if let Some(schedule) = spec.strip_prefix(&format!("{name}=")) {
+            shuttle::replay(f, schedule);
+        }
+        return;
+    }
+    let f = Arc::new(f);
+    let g = f.clone();
+    shuttle::check_random(move || g(), iters());
+    shuttle::check_pct(move || f(), iters(), 3);
+}
+
+#[test]
+fn eight_threads_mixed_durability() {
+    check("eight_threads_mixed_durability", || scenario(8, 4, 12));
+}
+
+#[test]
+fn sixteen_threads_many_rotations_tiny_pool() {
+    check("sixteen_threads_many_rotations_tiny_pool", || {
+        scenario(16, 3, 8)
+    });
+}
+
+#[test]
+fn waiters_across_slots_with_unbuffered_records() {
+    check("waiters_across_slots_with_unbuffered_records", || {
+        scenario(10, 6, 16)
+    });
+}
