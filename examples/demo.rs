@@ -26,34 +26,57 @@ fn record(thread: u32, seq: u32) -> [u8; RECORD] {
     r
 }
 
-fn run(log: &Arc<Log>, threads: u32, per_thread: u32, level: Durability) -> (Duration, Vec<Vec<Lsn>>) {
+fn run(
+    log: &Arc<Log>,
+    threads: u32,
+    per_thread: u32,
+    level: Durability,
+) -> (Duration, Vec<Vec<Lsn>>) {
     let barrier = Arc::new(Barrier::new(threads as usize + 1));
     let handles: Vec<_> = (0..threads)
         .map(|t| {
             let (log, barrier) = (log.clone(), barrier.clone());
             std::thread::spawn(move || {
                 barrier.wait();
-                (0..per_thread).map(|i| log.append(&record(t, i), level).expect("append")).collect::<Vec<_>>()
+                (0..per_thread)
+                    .map(|i| log.append(&record(t, i), level).expect("append"))
+                    .collect::<Vec<_>>()
             })
         })
         .collect();
     barrier.wait();
     let start = Instant::now();
-    let lsns: Vec<Vec<Lsn>> = handles.into_iter().map(|h| h.join().expect("thread")).collect();
+    let lsns: Vec<Vec<Lsn>> = handles
+        .into_iter()
+        .map(|h| h.join().expect("thread"))
+        .collect();
     (start.elapsed(), lsns)
 }
 
 fn main() -> slotlog::Result<()> {
-    let threads: u32 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(8);
+    let threads: u32 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(8);
     let dir = tempfile::tempdir().expect("temporary directory");
     let path = dir.path().join("log");
-    println!("slotlog demo: {threads} threads, {RECORD}-byte records, log in {}", path.display());
+    println!(
+        "slotlog demo: {threads} threads, {RECORD}-byte records, log in {}",
+        path.display()
+    );
 
     let log = Arc::new(Log::open(&path, Options::default())?);
-    let plan = [(Durability::NoSync, 250_000), (Durability::WriteOnly, 25_000), (Durability::FullSync, 1_000)];
+    let plan = [
+        (Durability::NoSync, 250_000),
+        (Durability::WriteOnly, 25_000),
+        (Durability::FullSync, 1_000),
+    ];
     let mut written: Vec<(Lsn, u32, u32)> = Vec::new();
     let mut thread_base = 0;
-    println!("{:<10} {:>10} {:>14} {:>10} {:>16} {:>14}", "level", "appends", "appends/s", "MB/s", "records/write", "records/sync");
+    println!(
+        "{:<10} {:>10} {:>14} {:>10} {:>16} {:>14}",
+        "level", "appends", "appends/s", "MB/s", "records/write", "records/sync"
+    );
     for (level, per_thread) in plan {
         let before = log.stats();
         let (elapsed, lsns) = run(&log, threads, per_thread, level);
@@ -74,7 +97,11 @@ fn main() -> slotlog::Result<()> {
             n / elapsed.as_secs_f64(),
             n * RECORD as f64 / elapsed.as_secs_f64() / 1e6,
             n / writes,
-            if level != Durability::FullSync || syncs == 0 { "-".to_string() } else { format!("{:.1}", (threads * per_thread) as f64 / syncs as f64) },
+            if level != Durability::FullSync || syncs == 0 {
+                "-".to_string()
+            } else {
+                format!("{:.1}", (threads * per_thread) as f64 / syncs as f64)
+            },
         );
     }
     let stats = log.stats();

@@ -16,6 +16,9 @@ use std::sync::Arc;
 
 use slotlog::{Durability, Log, Lsn, Options};
 
+mod common;
+use common::Rng;
+
 const CHILD_ENV: &str = "SLOTLOG_CRASH_CHILD";
 const THREADS: u64 = 4;
 /// Appends per child thread at most, so that an orphaned child ends by itself.
@@ -28,22 +31,6 @@ fn options() -> Options {
         .slot_size(16 << 10)
         .slot_pool(4)
         .max_record_size(MAX_RECORD)
-}
-
-/// splitmix64: a tiny seeded generator, so that every run can be replayed from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// Record ids: cycle, thread and the thread's append counter.

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 use slotlog::storage::{Fault, SimStorage, Storage, StorageFile};
 use slotlog::{Durability, Error, Log, Lsn, Options};
 
+mod common;
+use common::Rng;
+
 const SEGMENT_SIZE: u64 = 256 << 10;
 
 fn small() -> Options {
@@ -23,22 +26,6 @@ fn small() -> Options {
         .slot_size(8 << 10)
         .slot_pool(4)
         .max_record_size(100 << 10)
-}
-
-/// splitmix64: a tiny seeded generator, so that every run can be replayed from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// The seed from `SLOTLOG_TEST_SEED`, or a fresh one; printed so a failure can be replayed.

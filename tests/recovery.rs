@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 
 use slotlog::{Durability, Error, Log, Lsn, Options, RecoveryMode};
 
+mod common;
+use common::Rng;
+
 const SEGMENT_SIZE: u64 = 64 << 10;
 const PAYLOAD: u64 = SEGMENT_SIZE - 64;
 const SLOT_SIZE: usize = 4 << 10;
@@ -35,22 +38,6 @@ fn window_options() -> Options {
         .slot_size(SLOT_SIZE)
         .slot_pool(SLOT_POOL)
         .max_record_size(SMALL_MAX_RECORD)
-}
-
-/// splitmix64: a tiny seeded generator, so that every run can be replayed from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// The seed from `SLOTLOG_TEST_SEED`, or a fresh one; printed so a failure can be replayed.

@@ -13,17 +13,8 @@ use std::time::Duration;
 
 use slotlog::{Durability, Log, Lsn, Options};
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
+mod common;
+use common::Rng;
 
 /// Thread `tid`'s `seq`-th record: `tid`, `seq`, `len` up front, then a derived stream.
 fn payload(tid: u32, seq: u32, len: usize) -> Vec<u8> {
