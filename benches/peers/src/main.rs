@@ -823,7 +823,7 @@ side by side.\n"
 
     let _ = writeln!(
         w,
-        "## Targets\n\nFrom this run (command: `{CMD}`). Nothing is adjusted after the fact.\n"
+        "## Targets\n\nFrom this run (command: `{CMD}`). Nothing is adjusted after the fact. Why a target is missed and what would close it: [performance-analysis.md](performance-analysis.md), written by hand for the committed run.\n"
     );
     let _ = writeln!(w, "| target | measured | |\n|---|---|---|");
     for (n, m, ok) in &targets {
