@@ -15,6 +15,7 @@ use crate::slot::{Slot, State, CLOSED};
 use crate::stats::Counters;
 use crate::sync::{
     spin_hint, Arc, AtomicBool, AtomicU64, Event, Mutex, MutexGuard, Ordering, SPIN_LIMIT,
+    WRITTEN_SPIN_LIMIT,
 };
 use crate::waiters::{Level, WaitList, Waiter, Work};
 
@@ -595,7 +596,7 @@ impl<S: Sink> LogBuffer<S> {
         let spin_limit = if level == Level::Durable {
             0
         } else {
-            SPIN_LIMIT
+            WRITTEN_SPIN_LIMIT
         };
         let result = loop {
             let key = reg.as_ref().map(|r| r.event.key());
