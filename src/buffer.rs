@@ -190,11 +190,6 @@ impl<S: Sink> LogBuffer<S> {
         Error::Poisoned { cause }
     }
 
-    /// Poisons the log with an error from outside the protocol (e.g. segment preparation).
-    pub fn fail(&self, err: Error) -> Error {
-        self.poison(err)
-    }
-
     // ----- appending ("Joining", "Copying and releasing") ----------------------------------
 
     /// Appends one record and waits for `level`; returns its address.
