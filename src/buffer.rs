@@ -661,37 +661,47 @@ impl<S: Sink> LogBuffer<S> {
         Ok(false)
     }
 
-    /// The active slot's sequence number and the address of its first byte, read consistently;
+    /// The active slot, its sequence number and its open state word, read consistently;
     /// `None` while a rotation is in progress.
-    fn active_start(&self) -> Option<(u64, u64)> {
+    fn active_view(&self) -> Option<(u64, &Slot, State)> {
         // Acquire: as in `join`.
         let seq = self.active.load(Ordering::Acquire);
         let slot = self.slot(seq);
-        // Acquire: the fields below belong to the incarnation whose open state we see.
+        // Acquire: the slot's fields belong to the incarnation whose open state we see.
         let s = slot.load(Ordering::Acquire);
+        let same = slot.seq.load(Ordering::Relaxed) == seq;
+        // Acquire: if `active` is unchanged, no rotation ran while we read the fields.
+        (!s.closed() && same && self.active.load(Ordering::Acquire) == seq)
+            .then_some((seq, slot, s))
+    }
+
+    /// The active slot's sequence number and the address of its first byte.
+    fn active_start(&self) -> Option<(u64, u64)> {
+        let (seq, slot, _) = self.active_view()?;
+        // Relaxed: ordered by the Acquire loads in `active_view`.
         let start = slot
             .base
             .load(Ordering::Relaxed)
             .wrapping_add(slot.prefill.load(Ordering::Relaxed));
-        let same = slot.seq.load(Ordering::Relaxed) == seq;
-        // Acquire: if `active` is unchanged, no rotation ran while we read the fields.
-        (!s.closed() && same && self.active.load(Ordering::Acquire) == seq).then_some((seq, start))
+        Some((seq, start))
     }
 
     /// The end of the reserved log space: where the next record would go.
     pub fn reserved_end(&self) -> Result<u64> {
         loop {
             self.check_poison()?;
+            if let Some((_, slot, s)) = self.active_view() {
+                // Relaxed: ordered by the Acquire loads in `active_view`.
+                return Ok(slot.base.load(Ordering::Relaxed).wrapping_add(s.joined()));
+            }
             // Acquire: as in `join`.
             let seq = self.active.load(Ordering::Acquire);
-            let slot = self.slot(seq);
-            let s = slot.load(Ordering::Acquire);
-            let base = slot.base.load(Ordering::Relaxed);
-            let same = slot.seq.load(Ordering::Relaxed) == seq;
-            if !s.closed() && same && self.active.load(Ordering::Acquire) == seq {
-                return Ok(base.wrapping_add(s.joined()));
+            if self.slot(seq).load(Ordering::Acquire).closed() {
+                self.await_rotation(seq)?;
+            } else {
+                // A rotation finished while we looked: look again.
+                spin_hint();
             }
-            self.await_rotation(seq)?;
         }
     }
 
