@@ -4,20 +4,15 @@ use std::sync::Arc;
 
 use slotlog::{Durability, Log, Lsn, Options};
 
+mod common;
+use common::read_all;
+
 fn small() -> Options {
     Options::default()
         .segment_size(256 << 10)
         .slot_size(8 << 10)
         .slot_pool(4)
         .max_record_size(100 << 10)
-}
-
-fn read_all(log: &Log) -> Vec<(Lsn, Vec<u8>)> {
-    log.iter(Lsn::ZERO)
-        .unwrap()
-        .map(|r| r.map(|r| (r.lsn(), r.into_data())))
-        .collect::<slotlog::Result<_>>()
-        .unwrap()
 }
 
 #[test]

@@ -231,20 +231,12 @@ fn run_child(dir: &Path, cycle: u64, seed: u64, kill_after: Option<u64>, ctx: &s
 
 #[test]
 fn crash_loop() {
-    let seed = std::env::var("SLOTLOG_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+    let seed = common::seed("crash_loop");
     let cycles: u64 = std::env::var("SLOTLOG_CRASH_CYCLES")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(30);
-    eprintln!("crash_loop: seed {seed}, {cycles} cycles (replay with SLOTLOG_TEST_SEED={seed})");
+    eprintln!("crash_loop: {cycles} cycles");
     let mut rng = Rng(seed);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");

@@ -21,7 +21,7 @@ use slotlog::storage::{Fault, SimStorage};
 use slotlog::{Durability, Log, Lsn, Options};
 
 mod common;
-use common::Rng;
+use common::{read_all, Rng};
 
 // ----- deterministic randomness ------------------------------------------------------------
 
@@ -222,15 +222,6 @@ fn join_watched<T>(
 
 /// What one thread did.
 type Trace = Vec<Attempt>;
-
-/// Reads everything, asserting the iterator yields no error.
-fn read_all(log: &Log) -> Vec<(Lsn, Vec<u8>)> {
-    log.iter(Lsn::ZERO)
-        .unwrap()
-        .map(|r| r.map(|r| (r.lsn(), r.into_data())))
-        .collect::<slotlog::Result<_>>()
-        .unwrap_or_else(|e| panic!("iterating the recovered log failed: {e}"))
-}
 
 /// Checks the recovered records against what the threads did. `must_keep(attempt)` says which
 /// acknowledged records have to survive.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use slotlog::{Durability, Error, Log, Lsn, Options, RecoveryMode};
 
 mod common;
-use common::Rng;
+use common::{payload, seed, Rng};
 
 const SEGMENT_SIZE: u64 = 64 << 10;
 const PAYLOAD: u64 = SEGMENT_SIZE - 64;
@@ -38,34 +38,6 @@ fn window_options() -> Options {
         .slot_size(SLOT_SIZE)
         .slot_pool(SLOT_POOL)
         .max_record_size(SMALL_MAX_RECORD)
-}
-
-/// The seed from `SLOTLOG_TEST_SEED`, or a fresh one; printed so a failure can be replayed.
-fn seed(test: &str) -> u64 {
-    let seed = std::env::var("SLOTLOG_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("{test}: seed {seed} (replay with SLOTLOG_TEST_SEED={seed})");
-    seed
-}
-
-/// A self-verifying record: `[id u64][len u32]` then bytes derived from the id.
-fn payload(id: u64, len: usize) -> Vec<u8> {
-    let len = len.max(12);
-    let mut v = Vec::with_capacity(len);
-    v.extend_from_slice(&id.to_le_bytes());
-    v.extend_from_slice(&(len as u32).to_le_bytes());
-    let mut r = Rng(id);
-    while v.len() < len {
-        v.push(r.next() as u8);
-    }
-    v
 }
 
 type Records = Vec<(Lsn, Vec<u8>)>;
