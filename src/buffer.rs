@@ -661,38 +661,38 @@ impl<S: Sink> LogBuffer<S> {
         Ok(false)
     }
 
-    /// The active slot, its sequence number and its open state word, read consistently;
-    /// `None` while a rotation is in progress.
-    fn active_view(&self) -> Option<(u64, &Slot, State)> {
+    /// The active slot's sequence number, `base`, `prefill` and open state word, read
+    /// consistently; `None` while a rotation is in progress. Every field is read *before* the
+    /// second load of `active` that validates them: a field read after it could belong to a
+    /// later incarnation (found by shuttle: a `flush` that paired a new `base` with an old
+    /// `joined` waited for an address nobody had reserved).
+    fn active_view(&self) -> Option<(u64, u64, u64, State)> {
         // Acquire: as in `join`.
         let seq = self.active.load(Ordering::Acquire);
         let slot = self.slot(seq);
         // Acquire: the slot's fields belong to the incarnation whose open state we see.
         let s = slot.load(Ordering::Acquire);
+        // Relaxed: ordered by the Acquire loads around them.
+        let base = slot.base.load(Ordering::Relaxed);
+        let prefill = slot.prefill.load(Ordering::Relaxed);
         let same = slot.seq.load(Ordering::Relaxed) == seq;
         // Acquire: if `active` is unchanged, no rotation ran while we read the fields.
-        (!s.closed() && same && self.active.load(Ordering::Acquire) == seq)
-            .then_some((seq, slot, s))
+        let valid = !s.closed() && same && self.active.load(Ordering::Acquire) == seq;
+        valid.then_some((seq, base, prefill, s))
     }
 
     /// The active slot's sequence number and the address of its first byte.
     fn active_start(&self) -> Option<(u64, u64)> {
-        let (seq, slot, _) = self.active_view()?;
-        // Relaxed: ordered by the Acquire loads in `active_view`.
-        let start = slot
-            .base
-            .load(Ordering::Relaxed)
-            .wrapping_add(slot.prefill.load(Ordering::Relaxed));
-        Some((seq, start))
+        let (seq, base, prefill, _) = self.active_view()?;
+        Some((seq, base.wrapping_add(prefill)))
     }
 
     /// The end of the reserved log space: where the next record would go.
     pub fn reserved_end(&self) -> Result<u64> {
         loop {
             self.check_poison()?;
-            if let Some((_, slot, s)) = self.active_view() {
-                // Relaxed: ordered by the Acquire loads in `active_view`.
-                return Ok(slot.base.load(Ordering::Relaxed).wrapping_add(s.joined()));
+            if let Some((_, base, _, s)) = self.active_view() {
+                return Ok(base.wrapping_add(s.joined()));
             }
             // Acquire: as in `join`.
             let seq = self.active.load(Ordering::Acquire);

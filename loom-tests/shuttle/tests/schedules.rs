@@ -150,11 +150,19 @@ fn iters() -> usize {
 }
 
 /// Runs `f` under shuttle's random and PCT schedulers, or replays one schedule from
-/// `SLOTLOG_SHUTTLE_REPLAY="<name>=<schedule>"`.
+/// `SLOTLOG_SHUTTLE_REPLAY="<name>=<schedule>"` or `SLOTLOG_SHUTTLE_REPLAY_FILE="<name>=<path>"`.
 fn check(name: &str, f: impl Fn() + Send + Sync + 'static) {
     if let Ok(spec) = std::env::var("SLOTLOG_SHUTTLE_REPLAY") {
         if let Some(schedule) = spec.strip_prefix(&format!("{name}=")) {
             shuttle::replay(f, schedule);
+        }
+        return;
+    }
+    // Long schedules (a livelock's runs to a million steps) do not fit in an environment
+    // variable: save the printed string to a file instead.
+    if let Ok(spec) = std::env::var("SLOTLOG_SHUTTLE_REPLAY_FILE") {
+        if let Some(path) = spec.strip_prefix(&format!("{name}=")) {
+            shuttle::replay_from_file(f, path);
         }
         return;
     }
