@@ -426,13 +426,17 @@ impl<S: Sink> LogBuffer<S> {
         let slot = self.slot(seq);
         let room = self.sink.segment_end(start) - start;
         let prefill = self.slot_size.saturating_sub(room);
-        // Relaxed: published by the Release store of the state word just below.
-        slot.seq.store(seq, Ordering::Relaxed);
+        // Release (seq, base, prefill): a reader that validates a snapshot of the active slot
+        // (`active_view`) and reads one of these from this incarnation must also see every
+        // `active` store before it, so that its re-check of `active` fails. Joiners and writers
+        // need no more than the Release store of the state word below.
+        slot.seq.store(seq, Ordering::Release);
         // `base` is the address of buffer offset 0, which may lie before address 0 when the
         // first slot of a small segment is prefilled: base arithmetic wraps (mod 2^64).
         slot.base
-            .store(start.wrapping_sub(prefill), Ordering::Relaxed);
-        slot.prefill.store(prefill, Ordering::Relaxed);
+            .store(start.wrapping_sub(prefill), Ordering::Release);
+        slot.prefill.store(prefill, Ordering::Release);
+        // Relaxed: published by the Release store of the state word just below.
         slot.want.store(0, Ordering::Relaxed);
         // Release: publishes the fields above to every thread that acquires the state word.
         slot.state.store(State::open(prefill).0, Ordering::Release);
@@ -672,10 +676,13 @@ impl<S: Sink> LogBuffer<S> {
         let slot = self.slot(seq);
         // Acquire: the slot's fields belong to the incarnation whose open state we see.
         let s = slot.load(Ordering::Acquire);
-        // Relaxed: ordered by the Acquire loads around them.
-        let base = slot.base.load(Ordering::Relaxed);
-        let prefill = slot.prefill.load(Ordering::Relaxed);
-        let same = slot.seq.load(Ordering::Relaxed) == seq;
+        // Acquire (a seqlock read): if one of these comes from a later incarnation, it
+        // synchronises with that activation, whose past includes the `active` store that moved
+        // past `seq`, so the re-check below fails. Relaxed loads would let the re-check pass
+        // with a newer `base` (found by the loom model `flush_reads_the_end_across_rotations`).
+        let base = slot.base.load(Ordering::Acquire);
+        let prefill = slot.prefill.load(Ordering::Acquire);
+        let same = slot.seq.load(Ordering::Acquire) == seq;
         // Acquire: if `active` is unchanged, no rotation ran while we read the fields.
         let valid = !s.closed() && same && self.active.load(Ordering::Acquire) == seq;
         valid.then_some((seq, base, prefill, s))
