@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use slotlog::{Durability, Error, Log, Lsn, Options, RecoveryMode};
 
 mod common;
-use common::{payload, seed, Rng};
+use common::{payload, read_all, seed, Rng};
 
 const SEGMENT_SIZE: u64 = 64 << 10;
 const PAYLOAD: u64 = SEGMENT_SIZE - 64;
@@ -41,14 +41,6 @@ fn window_options() -> Options {
 }
 
 type Records = Vec<(Lsn, Vec<u8>)>;
-
-fn read_all(log: &Log) -> Records {
-    log.iter(Lsn::ZERO)
-        .unwrap()
-        .map(|r| r.map(|r| (r.lsn(), r.into_data())))
-        .collect::<slotlog::Result<_>>()
-        .unwrap()
-}
 
 /// Opens the log, reads every record and closes it.
 fn reopen_and_read(dir: &Path, options: Options) -> Records {

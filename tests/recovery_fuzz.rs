@@ -16,7 +16,7 @@ mod harness;
 use harness::Outcome;
 
 mod common;
-use common::Rng;
+use common::{read_all, Rng};
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
@@ -142,12 +142,7 @@ fn reopen_with_a_larger_slot_than_the_segment_room() {
     let b = log.append(b"second", Durability::FullSync).unwrap();
     log.close().unwrap();
     let log = Log::open(dir, sim_options(&sim, 64 + 16384, 16384)).unwrap();
-    let got: Vec<(Lsn, Vec<u8>)> = log
-        .iter(Lsn::ZERO)
-        .unwrap()
-        .map(|r| r.map(|r| (r.lsn(), r.into_data())))
-        .collect::<slotlog::Result<_>>()
-        .unwrap();
+    let got: Vec<(Lsn, Vec<u8>)> = read_all(&log);
     assert_eq!(got, vec![(a, b"first".to_vec()), (b, b"second".to_vec())]);
 }
 

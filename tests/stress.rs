@@ -14,7 +14,7 @@ use std::time::Duration;
 use slotlog::{Durability, Log, Lsn, Options};
 
 mod common;
-use common::Rng;
+use common::{read_all, Rng};
 
 /// Thread `tid`'s `seq`-th record: `tid`, `seq`, `len` up front, then a derived stream.
 fn payload(tid: u32, seq: u32, len: usize) -> Vec<u8> {
@@ -118,12 +118,7 @@ fn stress(threads: u32, per_thread: u32, slot_pool: usize) {
         assert!(w[0].0 < w[1].0, "two appends got the same lsn {}", w[0].0);
     }
     let log = Log::open(dir.path(), opts()).unwrap();
-    let got: Vec<(Lsn, Vec<u8>)> = log
-        .iter(Lsn::ZERO)
-        .unwrap()
-        .map(|r| r.map(|r| (r.lsn(), r.into_data())))
-        .collect::<slotlog::Result<_>>()
-        .unwrap();
+    let got: Vec<(Lsn, Vec<u8>)> = read_all(&log);
     assert_eq!(got.len(), expect.len(), "record count after reopen");
     for (g, e) in got.iter().zip(&expect) {
         assert!(
