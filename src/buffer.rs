@@ -14,10 +14,10 @@ use crate::format::FRAME_HEADER_LEN;
 use crate::slot::{Slot, State, CLOSED};
 use crate::stats::Counters;
 use crate::sync::{
-    spin_hint, Arc, AtomicBool, AtomicU64, Event, Mutex, MutexGuard, Ordering, SPIN_LIMIT,
+    spin_hint, AtomicBool, AtomicU64, Event, Mutex, MutexGuard, Ordering, SPIN_LIMIT,
     WRITTEN_SPIN_LIMIT,
 };
-use crate::waiters::{Level, WaitList, Waiter, Work};
+use crate::waiters::{Level, Passed, Sleeper, WaitList, Work};
 
 /// Where slot bytes go, and how frames are made. The real one is the segment files; the loom
 /// models use an in-memory one.
@@ -95,6 +95,9 @@ pub struct LogBuffer<S: Sink> {
     durable: CachePadded<AtomicU64>,
     /// An fdatasync is running.
     syncing: AtomicBool,
+    /// The lowest sequence number the durable frontier has not passed. Owned by the thread
+    /// that holds `syncing`.
+    durable_seq: AtomicU64,
     poisoned: AtomicBool,
     poison: OnceLock<std::sync::Arc<Error>>,
     waiters: WaitList,
@@ -133,6 +136,7 @@ impl<S: Sink> LogBuffer<S> {
             written: CachePadded::new(AtomicU64::new(start)),
             durable: CachePadded::new(AtomicU64::new(start)),
             syncing: AtomicBool::new(false),
+            durable_seq: AtomicU64::new(0),
             poisoned: AtomicBool::new(false),
             poison: OnceLock::new(),
             waiters: WaitList::new(),
@@ -142,6 +146,11 @@ impl<S: Sink> LogBuffer<S> {
         };
         buffer.activate(0, start);
         buffer
+    }
+
+    /// The buffer's counters (the segment fields of [`crate::Stats`] stay zero).
+    pub fn stats(&self) -> crate::Stats {
+        self.counters.snapshot()
     }
 
     /// The sink this buffer writes to.
@@ -196,19 +205,20 @@ impl<S: Sink> LogBuffer<S> {
     pub fn append(&self, data: &[u8], level: Option<Level>) -> Result<u64> {
         self.check_poison()?;
         let frame = (self.sink.header_len() + data.len()) as u64;
-        let lsn = if frame > self.unbuffered_over {
+        let (lsn, unit) = if frame > self.unbuffered_over {
             self.append_unbuffered(data, frame)?
         } else {
             self.append_buffered(data, frame, level)?
         };
         self.counters.record_append(data.len());
         if let Some(level) = level {
-            self.wait_for(lsn + frame, level)?;
+            self.wait(lsn + frame, level, Some(unit))?;
         }
         Ok(lsn)
     }
 
-    fn append_buffered(&self, data: &[u8], frame: u64, level: Option<Level>) -> Result<u64> {
+    /// Returns the record's address and the sequence number of the slot that holds it.
+    fn append_buffered(&self, data: &[u8], frame: u64, level: Option<Level>) -> Result<(u64, u64)> {
         let t = self.join(frame)?;
         let header = self.sink.record_header(t.lsn, data);
         // SAFETY: the join reserved `offset..offset + frame` of this incarnation's buffer for
@@ -235,7 +245,7 @@ impl<S: Sink> LogBuffer<S> {
         if after.complete() {
             self.write_slot(t.slot, t.seq, after)?;
         }
-        Ok(t.lsn)
+        Ok((t.lsn, t.seq))
     }
 
     /// Reserves `frame` bytes in the active slot ("Joining").
@@ -314,8 +324,8 @@ impl<S: Sink> LogBuffer<S> {
     }
 
     /// An unbuffered record: close the active slot and reserve the record right after it
-    /// ("Unbuffered records").
-    fn append_unbuffered(&self, data: &[u8], frame: u64) -> Result<u64> {
+    /// ("Unbuffered records"). Returns the record's address and its extent's sequence number.
+    fn append_unbuffered(&self, data: &[u8], frame: u64) -> Result<(u64, u64)> {
         loop {
             self.check_poison()?;
             // Acquire: as in `join`.
@@ -336,7 +346,7 @@ impl<S: Sink> LogBuffer<S> {
             self.counters.unbuffered.inc();
             let header = self.sink.record_header(lsn, data);
             self.write_extent(&extent, &[&header[..self.sink.header_len()], data])?;
-            return Ok(lsn);
+            return Ok((lsn, extent.seq));
         }
     }
 
@@ -504,6 +514,7 @@ impl<S: Sink> LogBuffer<S> {
         let n = self.n();
         let mut ring = self.ring.lock();
         ring.done[(seq % n) as usize] = Some(end);
+        let first = ring.lowest;
         let mut advanced = None;
         loop {
             let i = (ring.lowest % n) as usize;
@@ -523,26 +534,38 @@ impl<S: Sink> LogBuffer<S> {
         // Acquire: as in `join`. Every sequence below the active one is written: the write
         // pipe is idle, a waiter in the active slot may close it.
         let pipe_idle = ring.lowest == self.active.load(Ordering::Acquire);
+        let passed = first..ring.lowest;
         drop(ring);
         if advanced.is_some() {
             self.freed.notify_all();
-            self.wake_waiters(pipe_idle);
+            self.wake_waiters(pipe_idle, Some((Level::Written, passed)));
         }
     }
 
-    /// Wakes the waiters the frontiers satisfy, and drivers for the work now possible
-    /// ("Waiting"). `pipe_idle`: every closed slot is written.
-    fn wake_waiters(&self, pipe_idle: bool) {
-        // Relaxed: a hint for choosing drivers; the syncer wakes again when it finishes.
-        let sync = !self.syncing.load(Ordering::Relaxed);
-        self.waiters.wake(
-            self.written(),
-            self.durable(),
-            Work {
-                sync,
-                close: pipe_idle,
-            },
-        );
+    /// The written frontier and the lowest sequence number it has not passed, read together.
+    fn written_with_seq(&self) -> (u64, u64) {
+        let ring = self.ring.lock();
+        (self.written(), ring.lowest)
+    }
+
+    /// Wakes the waiters the frontiers satisfy (the followers of the `passed` units among
+    /// them), and drivers for the work now possible ("Waiting"). `pipe_idle`: the caller saw
+    /// every closed slot written.
+    fn wake_waiters(&self, pipe_idle: bool, passed: Passed) {
+        self.waiters.wake(passed, || {
+            // Everything here is loaded after `wake`'s SeqCst fence, never before it: a waiter
+            // that registered before that fence is seen, and one that registers after it sees
+            // what this thread stored before it (the frontier, `syncing` cleared). Loaded before
+            // the fence, a stale `written` let a FullSync waiter sleep forever with its bytes
+            // written and no fdatasync running (found by the loom model
+            // `durable_followers_share_a_wake`; a store-buffer outcome, possible on x86 too).
+            let written = self.written();
+            // Relaxed: ordered by the fence; a stale `true` only skips a driver that the running
+            // syncer's own wake (after it clears the flag) provides.
+            let sync = !self.syncing.load(Ordering::Relaxed);
+            let close = pipe_idle || self.active_start().is_some_and(|(_, s)| s == written);
+            (written, self.durable(), Work { sync, close })
+        });
     }
 
     /// Runs one fdatasync covering the written frontier, unless one is running. Returns whether
@@ -559,15 +582,21 @@ impl<S: Sink> LogBuffer<S> {
             self.syncing.store(false, Ordering::Release);
             return Err(e);
         }
-        let target = self.written();
+        let (target, target_seq) = self.written_with_seq();
         let from = self.durable.load(Ordering::Relaxed);
+        // Relaxed: owned by the holder of `syncing`, handed over by its Acquire/Release.
+        let from_seq = self.durable_seq.load(Ordering::Relaxed);
         let mut result = Ok(false);
+        let mut passed = None;
         if target > from {
             match self.sink.sync(from, target) {
                 Ok(()) => {
                     self.counters.fdatasyncs.inc();
                     // Release: the synced bytes' acknowledgements happen after this.
                     self.durable.store(target, Ordering::Release);
+                    // Relaxed: as above.
+                    self.durable_seq.store(target_seq, Ordering::Relaxed);
+                    passed = Some((Level::Durable, from_seq..target_seq));
                     result = Ok(true);
                 }
                 // Never retried: the kernel may have dropped the dirty pages ("Errors").
@@ -576,11 +605,9 @@ impl<S: Sink> LogBuffer<S> {
         }
         // Release: hands the durable frontier to the next syncer.
         self.syncing.store(false, Ordering::Release);
-        // A durable waiter in the active slot may have held back its close while we synced.
-        let pipe_idle = self
-            .active_start()
-            .is_some_and(|(_, start)| start == self.written());
-        self.wake_waiters(pipe_idle);
+        // A durable waiter in the active slot may have held back its close while we synced:
+        // `wake_waiters` offers the close if the pipe is idle.
+        self.wake_waiters(false, passed);
         result
     }
 
@@ -589,7 +616,13 @@ impl<S: Sink> LogBuffer<S> {
     /// Returns once the `level` frontier reaches `need`, doing whatever work it can on the way:
     /// closing the active slot when the write pipe is idle, running the fdatasync.
     pub fn wait_for(&self, need: u64, level: Level) -> Result<()> {
-        let mut reg: Option<Arc<Waiter>> = None;
+        self.wait(need, level, None)
+    }
+
+    /// [`Self::wait_for`] by a waiter that knows the unit (slot or extent sequence number)
+    /// `need` lies in, so that it can sleep as a follower ("Waiting").
+    fn wait(&self, need: u64, level: Level, unit: Option<u64>) -> Result<()> {
+        let mut reg: Option<Sleeper<'_>> = None;
         let mut spins = 0;
         // A durable wait spans an fdatasync (~100 µs or more): spinning would only burn CPU.
         let spin_limit = if level == Level::Durable {
@@ -598,7 +631,7 @@ impl<S: Sink> LogBuffer<S> {
             WRITTEN_SPIN_LIMIT
         };
         let result = loop {
-            let key = reg.as_ref().map(|r| r.event.key());
+            let key = reg.as_ref().map(|r| r.event().key());
             if let Err(e) = self.check_poison() {
                 break Err(e);
             }
@@ -621,9 +654,12 @@ impl<S: Sink> LogBuffer<S> {
             match (&reg, key) {
                 (Some(r), Some(key)) => {
                     self.counters.parks.inc();
-                    r.event.wait(key);
+                    if matches!(r, Sleeper::Follower(_)) {
+                        self.counters.follower_parks.inc();
+                    }
+                    r.event().wait(key);
                 }
-                _ => reg = Some(self.waiters.register(need, level)),
+                _ => reg = Some(self.waiters.register(need, level, unit)),
             }
         };
         if let Some(r) = reg {

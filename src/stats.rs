@@ -70,6 +70,7 @@ pub(crate) struct Counters {
     pub(crate) writes: Counter,
     pub(crate) fdatasyncs: Counter,
     pub(crate) parks: Counter,
+    pub(crate) follower_parks: Counter,
     pub(crate) pool_waits: Counter,
     pub(crate) unbuffered: Counter,
     pub(crate) pads: Counter,
@@ -139,6 +140,9 @@ pub struct Stats {
     pub cas_retries: u64,
     /// Times a thread parked (slept) waiting: for a frontier, a rotation or a free slot.
     pub parks: u64,
+    /// Of `parks`, those of a frontier waiter that slept as a follower: another waiter of the
+    /// same slot was registered already, and one futex wake per slot woke them all.
+    pub follower_parks: u64,
     /// Times a rotation waited for a free pool slot.
     pub pool_waits: u64,
     /// `write` calls that wrote a slot buffer or an unbuffered record.
@@ -182,6 +186,7 @@ impl Counters {
             slots_closed_full: self.slots_full.get(),
             cas_retries: self.cas_retries.get(),
             parks: self.parks.get(),
+            follower_parks: self.follower_parks.get(),
             pool_waits: self.pool_waits.get(),
             writes: self.writes.get(),
             fdatasyncs: self.fdatasyncs.get(),

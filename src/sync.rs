@@ -115,6 +115,15 @@ pub(crate) const WRITTEN_SPIN_LIMIT: u32 = 1024;
 #[cfg(any(slotlog_loom, slotlog_shuttle))]
 pub(crate) const WRITTEN_SPIN_LIMIT: u32 = 0;
 
+/// Bucket events per frontier on which the followers of a unit sleep (`waiters.rs`). Units that
+/// share a bucket (sequence numbers equal modulo this) only cost each other spurious wake-ups;
+/// the units with waiters are those not yet durable, usually a handful. The model builds use 2,
+/// so that sharing happens in every model.
+#[cfg(not(any(slotlog_loom, slotlog_shuttle)))]
+pub(crate) const WAIT_BUCKETS: usize = 64;
+#[cfg(any(slotlog_loom, slotlog_shuttle))]
+pub(crate) const WAIT_BUCKETS: usize = 2;
+
 /// One step of a bounded spin.
 #[inline]
 pub(crate) fn spin_hint() {

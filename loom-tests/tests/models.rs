@@ -429,3 +429,32 @@ fn flush_reads_the_end_across_rotations() {
         "the flusher never read the end mid-way"
     );
 }
+
+/// Two FullSync appenders, 2-byte frames in 4-byte slots. When both wait for the same slot, the
+/// first registers as its representative and the second sleeps as a follower on the slot's
+/// bucket event (2 buckets in the model build, so units share them), woken by the fdatasync that
+/// covers the slot. When they land in different slots, one writes its slot while the other's
+/// fdatasync runs and must be woken (or see the flag cleared) to run the next one. Both must
+/// return durable; a follower never woken, or a waiter left with its bytes written and no
+/// fdatasync running, is a loom deadlock (this model found the second in code older than the
+/// followers: `wake_waiters` read `written` before its fence).
+#[test]
+fn durable_followers_share_a_wake() {
+    let (hit, seen) = hits();
+    model("durable_followers_share_a_wake", 3, move || {
+        let buf = buffer(MemSink::new(1), 4, 3);
+        let b1 = buf.clone();
+        let t1 = spawn("t1", move || append(&b1, &[1], D));
+        let b2 = buf.clone();
+        let t2 = spawn("t2", move || append(&b2, &[2], D));
+        let recs = [t1.join().unwrap(), t2.join().unwrap()];
+        if buf.stats().follower_parks > 0 {
+            hit.fetch_add(1, Ordering::Relaxed);
+        }
+        check_final(&buf, &recs, 4);
+    });
+    assert!(
+        seen.load(Ordering::Relaxed) > 0,
+        "no waiter ever slept as a follower"
+    );
+}
