@@ -1,0 +1,87 @@
+//! A load probe for A/B measurements: runs one point (durability level x threads x record
+//! size) for slotlog and any of the in-process baselines, alternating the systems round by
+//! round so that they share the machine's noise, and prints the median appends/s and CPU µs
+//! per append of each.
+//!
+//! ```text
+//! cargo run --release --example load -- LEVEL THREADS SIZE [ROUNDS] [MS] [SYSTEMS]
+//! cargo run --release --example load -- full 64 512 5 1000 slotlog,b1,b4
+//! ```
+//!
+//! LEVEL is `no`, `write` or `full`; SYSTEMS is a comma list of name fragments (default
+//! `slotlog`). To compare two builds of slotlog, build this example at both commits and run the
+//! two binaries alternately. Set `SLOTLOG_BENCH_DIR` to a scratch directory on a real disk.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use common::{Durability, Wal};
+
+fn main() -> std::io::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize, default: &str| args.get(i).cloned().unwrap_or_else(|| default.into());
+    let level = match arg(0, "full").as_str() {
+        "no" => Durability::NoSync,
+        "write" => Durability::WriteOnly,
+        "full" => Durability::FullSync,
+        other => panic!("LEVEL must be no, write or full, not {other}"),
+    };
+    let threads: usize = arg(1, "64").parse().expect("THREADS");
+    let size: usize = arg(2, "512").parse().expect("SIZE");
+    let rounds: usize = arg(3, "5").parse().expect("ROUNDS");
+    let ms: u64 = arg(4, "1000").parse().expect("MS");
+    let wanted: Vec<String> = arg(5, "slotlog").split(',').map(String::from).collect();
+
+    let dir = common::bench_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))).join("load");
+    std::fs::create_dir_all(&dir)?;
+    let mut systems: Vec<Arc<dyn Wal>> =
+        vec![Arc::new(common::Slotlog::open(&dir.join("slotlog"))?)];
+    systems.extend(common::baselines(&dir)?);
+    systems.retain(|s| wanted.iter().any(|w| s.name().contains(w.as_str())));
+
+    let mut rates = vec![Vec::new(); systems.len()];
+    let mut cpus = vec![Vec::new(); systems.len()];
+    for round in 0..rounds {
+        for (i, wal) in systems.iter().enumerate() {
+            let p = common::run_timed(
+                wal,
+                threads,
+                size,
+                level,
+                Duration::from_millis(ms),
+                u64::MAX,
+                false,
+            );
+            wal.reset();
+            eprintln!(
+                "round {round} {:<24} {:>12.0} appends/s {:>8.2} cpu-µs/append",
+                wal.name(),
+                p.rate(),
+                p.cpu_per_million()
+            );
+            rates[i].push(p.rate());
+            cpus[i].push(p.cpu_per_million());
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    for (i, wal) in systems.iter().enumerate() {
+        println!(
+            "{:<24} median {:>12.0} appends/s {:>8.2} cpu-µs/append ({} rounds of {} ms, {} threads, {} B, {:?})",
+            wal.name(),
+            median(&mut rates[i]),
+            median(&mut cpus[i]),
+            rounds,
+            ms,
+            threads,
+            size,
+            level
+        );
+    }
+    Ok(())
+}
