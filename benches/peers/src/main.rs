@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -135,6 +135,11 @@ struct Calib {
     memcpy_bw: f64,
     pwrite_bw: f64,
     fetch_add: BTreeMap<usize, f64>,
+    /// CPU seconds per woken thread when 64 parked threads are woken together: (one
+    /// `FUTEX_WAKE` for all of them on a shared word, one `FUTEX_WAKE` per thread on its own
+    /// word). The floor under any FullSync append that parks: two cores run at most
+    /// 2 / this many parked appends per second.
+    wake_cpu: (f64, f64),
 }
 
 fn calibrate(dir: &Path, threads: &[usize]) -> std::io::Result<Calib> {
@@ -206,6 +211,7 @@ fn calibrate(dir: &Path, threads: &[usize]) -> std::io::Result<Calib> {
         hs.into_iter().for_each(|h| h.join().unwrap());
         fetch_add.insert(t, (per * t as u64) as f64 / t0.elapsed().as_secs_f64());
     }
+    let wake_cpu = (wake_cpu(64, true), wake_cpu(64, false));
     let sync_lat_by_state = (
         sync_lat_on(dir, FileState::Grows)?,
         sync_lat_on(dir, FileState::Sparse)?,
@@ -218,7 +224,74 @@ fn calibrate(dir: &Path, threads: &[usize]) -> std::io::Result<Calib> {
         memcpy_bw,
         pwrite_bw,
         fetch_add,
+        wake_cpu,
     })
+}
+
+fn futex(word: &AtomicU32, op: libc::c_int, val: u32) {
+    // SAFETY: FUTEX_WAIT reads the aligned 4-byte word, which outlives the call; FUTEX_WAKE
+    // uses its address only as a key. A null timeout means none.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            op | libc::FUTEX_PRIVATE_FLAG,
+            val,
+            std::ptr::null::<libc::timespec>(),
+        );
+    }
+}
+
+/// CPU seconds per woken thread: `threads` threads park on a futex; a driver thread wakes all
+/// of them (`shared`: one FUTEX_WAKE on one word; otherwise one FUTEX_WAKE per thread on its own
+/// word), waits until every one has checked in, and repeats for 2,000 rounds.
+fn wake_cpu(threads: usize, shared: bool) -> f64 {
+    const ROUNDS: u32 = 2000;
+    let gen = Arc::new(AtomicU32::new(0));
+    let own: Arc<Vec<AtomicU32>> = Arc::new((0..threads).map(|_| AtomicU32::new(0)).collect());
+    let arrived = Arc::new(AtomicU32::new(0));
+    let hs: Vec<_> = (0..threads)
+        .map(|i| {
+            let (gen, own, arrived) = (gen.clone(), own.clone(), arrived.clone());
+            std::thread::spawn(move || {
+                for r in 1..=ROUNDS {
+                    let word = if shared { &*gen } else { &own[i] };
+                    loop {
+                        let g = word.load(Ordering::SeqCst);
+                        if g >= r {
+                            break;
+                        }
+                        futex(word, libc::FUTEX_WAIT, g);
+                    }
+                    if arrived.fetch_add(1, Ordering::SeqCst) + 1 == threads as u32 * r {
+                        futex(&arrived, libc::FUTEX_WAKE, 1);
+                    }
+                }
+            })
+        })
+        .collect();
+    let cpu0 = common::cpu_seconds();
+    for r in 1..=ROUNDS {
+        if shared {
+            gen.store(r, Ordering::SeqCst);
+            futex(&gen, libc::FUTEX_WAKE, i32::MAX as u32);
+        } else {
+            for w in own.iter() {
+                w.store(r, Ordering::SeqCst);
+                futex(w, libc::FUTEX_WAKE, 1);
+            }
+        }
+        loop {
+            let a = arrived.load(Ordering::SeqCst);
+            if a >= threads as u32 * r {
+                break;
+            }
+            futex(&arrived, libc::FUTEX_WAIT, a);
+        }
+    }
+    let cpu = common::cpu_seconds() - cpu0;
+    hs.into_iter().for_each(|h| h.join().unwrap());
+    cpu / (ROUNDS as f64 * threads as f64)
 }
 
 #[derive(Clone, Copy)]
@@ -819,6 +892,12 @@ side by side.\n"
             fmt_rate(*v)
         );
     }
+    let _ = writeln!(
+        w,
+        "| CPU per parked thread woken, 64 thr: one futex wake for all / one each | {} / {} |",
+        fmt_dur(cal.wake_cpu.0),
+        fmt_dur(cal.wake_cpu.1)
+    );
     let _ = writeln!(w);
 
     let _ = writeln!(
