@@ -231,8 +231,13 @@ impl<S: Sink> LogBuffer<S> {
             );
         }
         if let Some(level) = level {
-            // Relaxed: published to the slot's writer by the AcqRel release below.
-            t.slot.want.fetch_max(level as u8, Ordering::Relaxed);
+            // Relaxed: published to the slot's writer by the AcqRel release below. `want` only
+            // grows within an incarnation, and it cannot be reset before we release, so a value
+            // at or above ours means a co-joiner already asked for as much; skipping the RMW
+            // keeps its cache line (shared with `base` and `seq`, which joiners read) clean.
+            if t.slot.want.load(Ordering::Relaxed) < level as u8 {
+                t.slot.want.fetch_max(level as u8, Ordering::Relaxed);
+            }
         }
         // AcqRel: Release publishes our copy (and `want`) to whoever writes the slot; Acquire,
         // for the case that we are that writer, makes every other joiner's copy visible to us.
