@@ -37,8 +37,8 @@ fn main() -> std::io::Result<()> {
 
     let dir = common::bench_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))).join("load");
     std::fs::create_dir_all(&dir)?;
-    let mut systems: Vec<Arc<dyn Wal>> =
-        vec![Arc::new(common::Slotlog::open(&dir.join("slotlog"))?)];
+    let slotlog = Arc::new(common::Slotlog::open(&dir.join("slotlog"))?);
+    let mut systems: Vec<Arc<dyn Wal>> = vec![slotlog.clone()];
     systems.extend(common::baselines(&dir)?);
     systems.retain(|s| wanted.iter().any(|w| s.name().contains(w.as_str())));
 
@@ -46,6 +46,7 @@ fn main() -> std::io::Result<()> {
     let mut cpus = vec![Vec::new(); systems.len()];
     for round in 0..rounds {
         for (i, wal) in systems.iter().enumerate() {
+            let before = slotlog.log.stats();
             let p = common::run_timed(
                 wal,
                 threads,
@@ -55,6 +56,7 @@ fn main() -> std::io::Result<()> {
                 u64::MAX,
                 false,
             );
+            let after = slotlog.log.stats();
             wal.reset();
             eprintln!(
                 "round {round} {:<24} {:>12.0} appends/s {:>8.2} cpu-µs/append",
@@ -62,6 +64,9 @@ fn main() -> std::io::Result<()> {
                 p.rate(),
                 p.cpu_per_million()
             );
+            if Arc::ptr_eq(wal, &(slotlog.clone() as Arc<dyn Wal>)) {
+                eprintln!("        {}", protocol_counters(&before, &after));
+            }
             rates[i].push(p.rate());
             cpus[i].push(p.cpu_per_million());
         }
@@ -84,4 +89,25 @@ fn main() -> std::io::Result<()> {
         );
     }
     Ok(())
+}
+
+/// What the protocol did per append during one round: join retries, parks, records per write
+/// and per fdatasync — the counters that explain a rate.
+fn protocol_counters(a: &slotlog::Stats, b: &slotlog::Stats) -> String {
+    let appends = (b.appends - a.appends).max(1) as f64;
+    let per = |x: u64, y: u64| (y - x) as f64 / appends;
+    let records_per = |what: &str, x: u64, y: u64| match y - x {
+        0 => format!("no {what}"),
+        n => format!("{:.1} records per {what}", appends / n as f64),
+    };
+    format!(
+        "per append: {:.3} join retries, {:.3} parks ({:.3} as followers), {:.3} pool waits; \
+         {}, {}",
+        per(a.cas_retries, b.cas_retries),
+        per(a.parks, b.parks),
+        per(a.follower_parks, b.follower_parks),
+        per(a.pool_waits, b.pool_waits),
+        records_per("write", a.writes, b.writes),
+        records_per("fdatasync", a.fdatasyncs, b.fdatasyncs),
+    )
 }
