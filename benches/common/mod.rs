@@ -93,17 +93,61 @@ pub fn record_bytes(size: usize, seed: u64) -> Vec<u8> {
 // ----- slotlog ---------------------------------------------------------------------------
 
 /// slotlog with `Options::default()` and a 64 MiB segment (the default), the same for every
-/// point.
+/// point, plus a checkpointer: like an engine that checkpoints, it drops segments once the log
+/// holds more than [`BASELINE_FILE`] bytes, and slotlog recycles their files. The baselines wrap
+/// around a pre-written file of that size, so every system keeps the same footprint and
+/// overwrites pages it has written before instead of touching new memory (on this VM a first
+/// touch of a page-cache page costs several times a rewrite of it; see docs/performance.md).
 pub struct Slotlog {
-    pub log: slotlog::Log,
+    pub log: Arc<slotlog::Log>,
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    checkpointer: Option<JoinHandle<()>>,
 }
+
+/// How often the bench's checkpointer looks at the log's size.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(5);
 
 impl Slotlog {
     pub fn open(dir: &Path) -> io::Result<Slotlog> {
         let _ = std::fs::remove_dir_all(dir);
-        let log = slotlog::Log::open(dir, slotlog::Options::default().segment_size(64 << 20))
-            .map_err(io::Error::other)?;
-        Ok(Slotlog { log })
+        let opts = slotlog::Options::default()
+            .segment_size(64 << 20)
+            .recycle_segments((BASELINE_FILE / (64 << 20)) as usize);
+        let log = Arc::new(slotlog::Log::open(dir, opts).map_err(io::Error::other)?);
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let checkpointer = {
+            let (log, stop) = (log.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("bench-checkpointer".into())
+                .spawn(move || {
+                    let mut first = 0u64;
+                    let mut stopped = stop.0.lock();
+                    while !*stopped {
+                        stop.1.wait_for(&mut stopped, CHECKPOINT_EVERY);
+                        let Ok(end) = log.end_lsn() else { return };
+                        let end = end.as_u64();
+                        if end - first > BASELINE_FILE {
+                            first = end - BASELINE_FILE / 2;
+                            let _ = log.truncate_front(slotlog::Lsn::from_u64(first));
+                        }
+                    }
+                })?
+        };
+        Ok(Slotlog {
+            log,
+            stop,
+            checkpointer: Some(checkpointer),
+        })
+    }
+}
+
+impl Drop for Slotlog {
+    fn drop(&mut self) {
+        *self.stop.0.lock() = true;
+        self.stop.1.notify_all();
+        if let Some(h) = self.checkpointer.take() {
+            let _ = h.join();
+        }
     }
 }
 
