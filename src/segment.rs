@@ -175,12 +175,22 @@ impl Segments {
         if create {
             file.set_len(0).map_err(|e| io("set_len", &from, e))?;
         }
-        if file.size().map_err(|e| io("stat", &from, e))? != size {
+        let resized = file.size().map_err(|e| io("stat", &from, e))? != size;
+        if resized {
             file.set_len(size).map_err(|e| io("set_len", &from, e))?;
         }
-        file.write_at(0, &[&header.encode()])
-            .map_err(|e| io("write", &from, e))?;
-        file.sync_data().map_err(|e| io("fdatasync", &from, e))?;
+        if resized {
+            // A new size must be durable too: fdatasync (cheap, nothing else is dirty).
+            file.write_at(0, &[&header.encode()])
+                .map_err(|e| io("write", &from, e))?;
+            file.sync_data().map_err(|e| io("fdatasync", &from, e))?;
+        } else {
+            // A spare of full size. A recycled one may still hold its old records as dirty
+            // pages: they are dead, and the appends will overwrite them, so make only the new
+            // header durable instead of waiting for all of them to be written back.
+            file.write_durable_at(0, &header.encode())
+                .map_err(|e| io("write+sync", &from, e))?;
+        }
         self.storage
             .rename(&from, &path)
             .map_err(|e| io("rename", &from, e))?;

@@ -232,6 +232,35 @@ impl StorageFile for SimFile {
         Ok(())
     }
 
+    /// Makes only this range durable, like `RWF_DSYNC`: the rest of the file's unsynced
+    /// bytes stay lost on a power cut.
+    fn write_durable_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.write_at(offset, &[data])?;
+        if self.segment && self.shared.take_fault(|f| f == Fault::SyncEio).is_some() {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        let mut img = self.image.lock();
+        let (from, to) = (offset as usize, offset as usize + data.len());
+        if img.durable.len() < to {
+            return Err(io::Error::other(
+                "write_durable_at beyond the durable size (the sim, like the kernel, would not make the size durable)",
+            ));
+        }
+        let Image {
+            current, durable, ..
+        } = &mut *img;
+        durable[from..to].copy_from_slice(&current[from..to]);
+        if img
+            .last_unsynced_write
+            .is_some_and(|(o, n)| o == offset && n == data.len())
+        {
+            img.last_unsynced_write = None;
+        }
+        drop(img);
+        self.shared.state.lock().syncs += 1;
+        Ok(())
+    }
+
     fn size(&self) -> io::Result<u64> {
         self.check_alive()?;
         Ok(self.image.lock().current.len() as u64)

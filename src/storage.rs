@@ -44,6 +44,15 @@ pub trait StorageFile: Send + Sync {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
     /// fdatasync: makes the file's written data durable.
     fn sync_data(&self) -> io::Result<()>;
+    /// Writes `data` at `offset` and makes that range durable, without waiting for the rest
+    /// of the file's unsynced data, which may stay in the page cache. For a header rewritten
+    /// into a recycled file whose old, now dead contents are still dirty: an fdatasync would
+    /// first write all of them back (tens of ms for a 64 MiB segment). Only for a range inside
+    /// the file's durable size. The default is a write and an fdatasync (stronger).
+    fn write_durable_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.write_at(offset, &[data])?;
+        self.sync_data()
+    }
     /// The file's size in bytes.
     fn size(&self) -> io::Result<u64>;
     /// Truncates or extends the file.
@@ -105,6 +114,36 @@ impl StorageFile for OsFile {
 
     fn sync_data(&self) -> io::Result<()> {
         self.0.sync_data()
+    }
+
+    /// `pwritev2(RWF_DSYNC)`: the kernel writes back and flushes this range only (and the
+    /// metadata needed to read it), as `O_DSYNC` would for this one write. Falls back to a
+    /// write and an fdatasync where the flag is not supported.
+    fn write_durable_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        let iov = libc::iovec {
+            iov_base: data.as_ptr() as *mut libc::c_void,
+            iov_len: data.len(),
+        };
+        let at = libc::off_t::try_from(offset).map_err(io::Error::other)?;
+        // SAFETY: `iov` describes `data`, which is borrowed for the whole call; the kernel
+        // only reads from it. The descriptor is open for writing and owned by `self`.
+        let rc = unsafe { libc::pwritev2(self.0.as_raw_fd(), &iov, 1, at, libc::RWF_DSYNC) };
+        if rc >= 0 && rc as usize == data.len() {
+            return Ok(());
+        }
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            let unsupported = matches!(
+                err.raw_os_error(),
+                Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL)
+            );
+            if !unsupported && err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+        // Short, interrupted or unsupported: write it all again the plain way.
+        self.write_at(offset, &[data])?;
+        self.sync_data()
     }
 
     fn size(&self) -> io::Result<u64> {
@@ -181,5 +220,25 @@ impl Storage for OsStorage {
         } else {
             Err(err)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_durable_at_writes_the_range_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = OsStorage.open(&path, true).unwrap();
+        file.set_len(8192).unwrap();
+        file.write_at(0, &[&[7u8; 8192]]).unwrap();
+        file.write_durable_at(4000, b"header").unwrap();
+        let mut buf = vec![0u8; 8192];
+        assert_eq!(read_full(&*file, 0, &mut buf).unwrap(), 8192);
+        assert_eq!(&buf[4000..4006], b"header");
+        assert!(buf[..4000].iter().chain(&buf[4006..]).all(|&b| b == 7));
+        assert_eq!(file.size().unwrap(), 8192, "the size is unchanged");
     }
 }
