@@ -18,6 +18,9 @@ use crate::error::{Error, Result};
 use crate::format::{self, SegmentHeader, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::storage::{Storage, StorageFile};
 
+/// Bytes of zeros the preparer writes between two fdatasyncs of a spare.
+const ZERO_FILL_SYNC_EVERY: u64 = 8 << 20;
+
 /// One segment file.
 pub(crate) struct Segment {
     pub(crate) header: SegmentHeader,
@@ -227,7 +230,15 @@ impl Segments {
             .map_err(|e| Error::io("create", &tmp, None, e))?;
         let zeros = vec![0u8; 1 << 20];
         let mut at = 0;
+        let mut unsynced = 0;
         while at < size {
+            // An fdatasync every few MiB, so that the log's own fdatasyncs, which share the
+            // device queue with ours, never wait behind a whole segment of zeros.
+            if unsynced >= ZERO_FILL_SYNC_EVERY {
+                file.sync_data()
+                    .map_err(|e| Error::io("fdatasync", &tmp, None, e))?;
+                unsynced = 0;
+            }
             if self.shutdown.load(Ordering::Acquire) {
                 drop(file);
                 let _ = self.storage.remove(&tmp);
@@ -237,6 +248,7 @@ impl Segments {
             file.write_at(at, &[&zeros[..n]])
                 .map_err(|e| Error::io("write", &tmp, Some(at), e))?;
             at += n as u64;
+            unsynced += n as u64;
         }
         file.sync_data()
             .map_err(|e| Error::io("fdatasync", &tmp, None, e))?;
