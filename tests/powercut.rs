@@ -690,18 +690,29 @@ fn recycled_power_cut_case(seed: u64) {
         }
         let cut_at = log.end_lsn().unwrap();
         assert!(log.truncate_front(cut_at).unwrap() >= 3, "seed {seed}");
-        // FullSync records that land in the recycled files.
+        // Records that land in the recycled files: FullSync ones (the log then fdatasyncs,
+        // and installs recycled files with a full fdatasync), or WriteOnly ones only (a log
+        // that never fdatasyncs: only `write_durable_at` makes each new header durable, and
+        // the old records stay unsynced in the page cache).
+        let full_sync = rng.chance(1, 2);
         let mut acked = Vec::new();
         let recycled_before = log.stats().segments_recycled;
+        let mut m = 0u32;
         while log.stats().segments_recycled < recycled_before + 2 {
-            let len = rng.range(12, 1500) as usize;
-            let data = payload(1, acked.len() as u32, len);
-            let lsn = log.append(&data, Durability::FullSync).unwrap();
+            let data = payload(1, m, rng.range(12, 1500) as usize);
+            m += 1;
+            let durability = if full_sync {
+                Durability::FullSync
+            } else {
+                Durability::WriteOnly
+            };
+            let lsn = log.append(&data, durability).unwrap();
             appended.insert(lsn, data.clone());
-            acked.push((lsn, data));
+            if full_sync {
+                acked.push((lsn, data));
+            }
         }
-        // WriteOnly records into one more recycled file, and no fdatasync after its creation:
-        // only `write_durable_at` made its new header durable.
+        // WriteOnly records into one more recycled file, and no fdatasync after its creation.
         let recycled_before = log.stats().segments_recycled;
         let extra = rng.range(0, 20);
         let mut k = 0;
@@ -714,8 +725,9 @@ fn recycled_power_cut_case(seed: u64) {
         sim.power_cut(tear);
         drop(log);
 
-        let log = Log::open(dir(), opts())
-            .unwrap_or_else(|e| panic!("seed {seed}, tear {tear}: reopen failed: {e}"));
+        let log = Log::open(dir(), opts()).unwrap_or_else(|e| {
+            panic!("seed {seed}, tear {tear}, full_sync {full_sync}: reopen failed: {e}")
+        });
         let got: BTreeMap<Lsn, Vec<u8>> = read_all(&log).into_iter().collect();
         for (lsn, data) in &acked {
             assert_eq!(
