@@ -133,11 +133,34 @@ impl Slotlog {
                     }
                 })?
         };
-        Ok(Slotlog {
+        let s = Slotlog {
             log,
             stop,
             checkpointer: Some(checkpointer),
-        })
+        };
+        s.warm_up(dir)?;
+        Ok(s)
+    }
+
+    /// Brings the log to the state the baselines start in: its files allocated, written once
+    /// and clean in the page cache. Appends one window plus a segment of NoSync records (the
+    /// checkpointer recycles along the way), keeps only the last segment, then `syncfs`, not a
+    /// log fdatasync, so the log still counts as one that never fdatasynced.
+    fn warm_up(&self, dir: &Path) -> io::Result<()> {
+        let rec = record_bytes(4096, 99);
+        let err = io::Error::other;
+        while self.log.end_lsn().map_err(err)?.as_u64() < BASELINE_FILE + (64 << 20) {
+            self.log.append(&rec, Durability::NoSync).map_err(err)?;
+        }
+        let end = self.log.end_lsn().map_err(err)?;
+        self.log.truncate_front(end).map_err(err)?;
+        self.log.flush().map_err(err)?;
+        let d = File::open(dir)?;
+        // SAFETY: syncfs on a descriptor we own and keep open for the call.
+        if unsafe { libc::syncfs(std::os::unix::io::AsRawFd::as_raw_fd(&d)) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 }
 

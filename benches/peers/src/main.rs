@@ -1094,8 +1094,12 @@ checkpointer thread (as in an engine that checkpoints) calls `truncate_front` wh
 rewrites page-cache pages it wrote before. Without it slotlog grew into new pages all run long, and on this VM
 a write into a new page-cache page costs several times a rewrite of a cached one (compare the two pwrite
 calibrators): NoSync 128 B at 2 threads measured 4.3–6.4 M/s without the checkpointer against 9.5–13.5 M/s with
-it, WriteOnly 4 KiB 215–243k/s against 322–361k/s (`examples/load`, alternating builds). The peer crates grow
-their files as they normally do.
+it, WriteOnly 4 KiB 215–243k/s against 322–361k/s (`examples/load`, alternating builds). For the same reason
+each slotlog log is warmed up after `open`, like the baselines' files, which are zero-filled and synced before
+their first point: 320 MiB of NoSync records (the checkpointer recycles along the way), `truncate_front` to the
+end, `syncfs`; so the first point of a level also rewrites cached, allocated pages (WriteOnly 4 KiB at 2 threads,
+first 500 ms after open: 267k/s cold, 462k/s warm). A log that is new, or grows without checkpoints, runs in the
+"pwrite into new pages" regime of the calibrators instead. The peer crates grow their files as they normally do.
 
 **Baselines** (`benches/common/mod.rs`, in the same process, framing every record like slotlog: 16-byte header
 with CRC32; files pre-written with zeros so fdatasync flushes data only, like slotlog's pre-zeroed segments):
