@@ -37,7 +37,10 @@ fn main() -> std::io::Result<()> {
 
     let dir = common::bench_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))).join("load");
     std::fs::create_dir_all(&dir)?;
-    let slotlog = Arc::new(common::Slotlog::open(&dir.join("slotlog"))?);
+    let slotlog = Arc::new(common::Slotlog::open(
+        &dir.join("slotlog"),
+        level != Durability::FullSync,
+    )?);
     let mut systems: Vec<Arc<dyn Wal>> = vec![slotlog.clone()];
     systems.extend(common::baselines(&dir)?);
     systems.retain(|s| wanted.iter().any(|w| s.name().contains(w.as_str())));

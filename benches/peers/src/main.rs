@@ -377,7 +377,10 @@ type Key = (Durability, String, usize);
 
 fn open_systems(root: &Path, d: Durability, rep: usize) -> Vec<Arc<dyn Wal>> {
     let mut v: Vec<Arc<dyn Wal>> = Vec::new();
-    match common::Slotlog::open(&root.join(format!("slotlog-{}-{rep}", level_name(d)))) {
+    match common::Slotlog::open(
+        &root.join(format!("slotlog-{}-{rep}", level_name(d))),
+        d != Durability::FullSync,
+    ) {
         Ok(s) => v.push(Arc::new(s)),
         Err(e) => eprintln!("  slotlog failed to open: {e}"),
     }
@@ -519,7 +522,7 @@ fn main() {
     eprintln!("[cpu] slotlog FullSync 512 B at 1 and 64 threads with fdatasync counts");
     let cpu_run = |t: usize, d: Durability| {
         let dir = root.join("slotlog-cpu");
-        let s = Arc::new(common::Slotlog::open(&dir).expect("slotlog"));
+        let s = Arc::new(common::Slotlog::open(&dir, false).expect("slotlog"));
         let before = s.log.stats();
         let w: Arc<dyn Wal> = s.clone();
         let p = common::run_timed(
@@ -563,7 +566,7 @@ fn main() {
     let floor_buf = common::record_bytes(561_000, 5);
     for r in 0..muop_reps {
         let dir = root.join("slotlog-muop");
-        let sl = Arc::new(common::Slotlog::open(&dir).expect("slotlog"));
+        let sl = Arc::new(common::Slotlog::open(&dir, false).expect("slotlog"));
         let s: Arc<dyn Wal> = sl.clone();
         muop_slot.push(common::run_count(&s, 1000, 561, Durability::FullSync, 1000).as_secs_f64());
         let st = sl.log.stats();
@@ -1098,7 +1101,9 @@ it, WriteOnly 4 KiB 215–243k/s against 322–361k/s (`examples/load`, alternat
 each slotlog log is warmed up after `open`, like the baselines' files, which are zero-filled and synced before
 their first point: 320 MiB of NoSync records (the checkpointer recycles along the way), `truncate_front` to the
 end, `syncfs`; so the first point of a level also rewrites cached, allocated pages (WriteOnly 4 KiB at 2 threads,
-first 500 ms after open: 267k/s cold, 462k/s warm). A log that is new, or grows without checkpoints, runs in the
+first 500 ms after open: 267k/s cold, 462k/s warm). FullSync points are not warmed (their first segment is
+zero-filled by `open`): warmed, FullSync 512 B at 32 threads ran at 42–47k/s against 59–75k/s unwarmed in
+alternating runs, with the same records per fdatasync — cause not found (`benches/common/mod.rs`). A log that is new, or grows without checkpoints, runs in the
 "pwrite into new pages" regime of the calibrators instead. The peer crates grow their files as they normally do.
 
 **Baselines** (`benches/common/mod.rs`, in the same process, framing every record like slotlog: 16-byte header
