@@ -115,9 +115,22 @@ impl Slotlog {
     /// WriteOnly points, not FullSync's (whose first segment `open` zero-fills anyway).
     pub fn open(dir: &Path, warm: bool) -> io::Result<Slotlog> {
         let _ = std::fs::remove_dir_all(dir);
-        let opts = slotlog::Options::default()
+        let mut opts = slotlog::Options::default()
             .segment_size(64 << 20)
             .recycle_segments((BASELINE_FILE / (64 << 20)) as usize);
+        // For experiments only (the report and the benches use the defaults):
+        // SLOTLOG_BENCH_SLOT_KB / SLOTLOG_BENCH_POOL override the slot size and pool.
+        let env = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+        };
+        if let Some(kb) = env("SLOTLOG_BENCH_SLOT_KB") {
+            opts = opts.slot_size(kb << 10);
+        }
+        if let Some(n) = env("SLOTLOG_BENCH_POOL") {
+            opts = opts.slot_pool(n);
+        }
         let log = Arc::new(slotlog::Log::open(dir, opts).map_err(io::Error::other)?);
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let checkpointer = {

@@ -10,6 +10,7 @@
 //! - `SLOTLOG_REPORT_OUT`: where to write `performance.md` and `img/` (default `docs`).
 
 mod charts;
+mod checksum;
 #[path = "../../common/mod.rs"]
 mod common;
 mod peers;
@@ -422,6 +423,10 @@ fn main() {
 
     eprintln!("[calibrators]");
     let cal = calibrate(&root, &cfg.threads).expect("calibrators");
+    let crc = checksum::measure();
+    for (len, fast, one, crate_) in &crc {
+        eprintln!("  checksum {len:>5} B: crc32fast {fast:.1} ns, CRC32C one stream {one:.1} ns, crc32c crate {crate_:.1} ns");
+    }
     eprintln!(
         "  write+fdatasync 4 KiB {}, memcpy {:.1} GB/s, pwrite {:.2} GB/s ({:.2} into new pages)",
         fmt_dur(cal.sync_lat),
@@ -939,6 +944,22 @@ side by side.\n"
         fmt_dur(cal.wake_cpu.0),
         fmt_dur(cal.wake_cpu.1)
     );
+    let _ = writeln!(w);
+
+    let _ = writeln!(
+        w,
+        "## Checksum\n\nCommand: `{CMD}` (`benches/peers/src/checksum.rs`). CPU per record of the frame checksum (continue from the log's seed over the 12 header bytes, then the record; best of 3 loops): crc32fast, which slotlog uses, against hardware CRC32C — one chain of SSE4.2 `crc32` instructions, and the `crc32c` crate (three interleaved chains).\n"
+    );
+    let _ = writeln!(
+        w,
+        "| record | crc32fast | CRC32C, one stream | `crc32c` crate |\n|---:|---:|---:|---:|"
+    );
+    for (len, fast, one, crate_) in crc {
+        let _ = writeln!(
+            w,
+            "| {len} B | {fast:.1} ns | {one:.1} ns | {crate_:.1} ns |"
+        );
+    }
     let _ = writeln!(w);
 
     let _ = writeln!(
