@@ -210,12 +210,7 @@ impl Slotlog {
             .truncate_front(self.log.end_lsn().map_err(err)?)
             .map_err(err)?;
         self.log.flush().map_err(err)?;
-        let d = File::open(dir)?;
-        // SAFETY: syncfs on a descriptor we own and keep open for the call.
-        if unsafe { libc::syncfs(std::os::unix::io::AsRawFd::as_raw_fd(&d)) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        sync_file_system(dir)
     }
 }
 
@@ -245,6 +240,17 @@ impl Wal for Slotlog {
             let _ = self.log.truncate_front(end);
         }
     }
+}
+
+/// `syncfs` on the file system holding `dir`: writes back everything dirty there and waits.
+/// Between benchmark points, so that no point pays for the writeback of the one before it.
+pub fn sync_file_system(dir: &Path) -> io::Result<()> {
+    let d = File::open(dir)?;
+    // SAFETY: syncfs on a descriptor we own and keep open for the call.
+    if unsafe { libc::syncfs(std::os::unix::io::AsRawFd::as_raw_fd(&d)) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 // ----- a pre-written file ------------------------------------------------------------------

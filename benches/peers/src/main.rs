@@ -455,6 +455,8 @@ fn main() {
                         false,
                     );
                     s.reset();
+                    // Not timed: the next point must not pay for this one's writeback.
+                    let _ = common::sync_file_system(&root);
                     done += 1;
                     eprintln!(
                         "[{done}/{n_points} {:>4.0}s] rep {rep} {:<9} {:>5} B {:>3} thr {:<20} {:>9}/s  cpu {:.2} s/M",
@@ -499,6 +501,7 @@ fn main() {
             for s in &systems {
                 let p = common::run_timed(s, t, sweep_size(d), d, cfg.point, cfg.point_bytes, true);
                 s.reset();
+                let _ = common::sync_file_system(&root);
                 let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
                 for &ns in &p.lat_ns {
                     let _ = h.record(ns.max(1));
@@ -1126,6 +1129,11 @@ first 500 ms after open: 267k/s cold, 462k/s warm). FullSync points are not warm
 zero-filled by `open`): warmed, FullSync 512 B at 32 threads ran at 42–47k/s against 59–75k/s unwarmed in
 alternating runs, with the same records per fdatasync — cause not found (`benches/common/mod.rs`). A log that is new, or grows without checkpoints, runs in the
 "pwrite into new pages" regime of the calibrators instead. The peer crates grow their files as they normally do.
+
+**Between points** (not timed) the runner calls `syncfs` on the scratch file system: a point that left gigabytes of
+dirty pages (a peer that grows its file at 2 GB/s) otherwise made the next point — slotlog's, which comes first —
+share the CPU with their writeback. In the full sweep before this, slotlog's WriteOnly 4 KiB 2-thread points ran at
+12–13 CPU-µs per append and 122–309k/s, against ~5 µs and 285–391k/s with nothing being written back.
 
 **Baselines** (`benches/common/mod.rs`, in the same process, framing every record like slotlog: 16-byte header
 with CRC32; files pre-written with zeros so fdatasync flushes data only, like slotlog's pre-zeroed segments):
