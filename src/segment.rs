@@ -127,17 +127,30 @@ impl Segments {
     }
 
     /// Makes sure the segments up to the one holding `lsn` exist, creating them now if the
-    /// preparer is behind.
-    pub(crate) fn ensure(&self, lsn: u64) -> Result<Arc<Segment>> {
+    /// preparer is behind. `None` if `lsn` lies below the first segment: `truncate_front`
+    /// removed it (a writer whose buffered records were truncated before they were written, or
+    /// the preparer acting on a `last_end` read before a truncation). Creating segments from
+    /// the end until one held such an address would never stop (found by the recycled-segment
+    /// power-cut test: the preparer filled memory, on a real disk it would fill the disk).
+    pub(crate) fn ensure(&self, lsn: u64) -> Result<Option<Arc<Segment>>> {
         if let Some(s) = self.find(lsn) {
-            return Ok(s);
+            return Ok(Some(s));
         }
         let _creating = self.creating.lock();
         loop {
             if let Some(s) = self.find(lsn) {
-                return Ok(s);
+                return Ok(Some(s));
             }
-            let base = self.list.read().last().map_or(0, |s| s.end());
+            let (first_base, base) = {
+                let list = self.list.read();
+                (
+                    list.first().map_or(0, |s| s.base()),
+                    list.last().map_or(0, |s| s.end()),
+                )
+            };
+            if lsn < first_base {
+                return Ok(None);
+            }
             let seg = self.create(base)?;
             self.list.write().push(seg);
         }
@@ -395,7 +408,10 @@ impl Sink for SegmentSink {
     }
 
     fn write(&self, lsn: u64, parts: &[&[u8]]) -> Result<()> {
-        let seg = self.0.ensure(lsn)?;
+        let Some(seg) = self.0.ensure(lsn)? else {
+            // Truncated by `truncate_front` before it was written: nothing to keep.
+            return Ok(());
+        };
         self.0.nudge(lsn);
         let offset = seg.offset_of(lsn);
         seg.file

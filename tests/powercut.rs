@@ -699,6 +699,12 @@ fn recycled_power_cut_case(seed: u64) {
         let recycled_before = log.stats().segments_recycled;
         let mut m = 0u32;
         while log.stats().segments_recycled < recycled_before + 2 {
+            assert!(
+                m < 10_000,
+                "seed {seed}: no recycled segment installed: {:?}\n{}",
+                log.stats(),
+                log.debug_state()
+            );
             let data = payload(1, m, rng.range(12, 1500) as usize);
             m += 1;
             let durability = if full_sync {
@@ -712,11 +718,20 @@ fn recycled_power_cut_case(seed: u64) {
                 acked.push((lsn, data));
             }
         }
-        // WriteOnly records into one more recycled file, and no fdatasync after its creation.
-        let recycled_before = log.stats().segments_recycled;
+        // WriteOnly records into one more segment, and no fdatasync after its creation: a
+        // recycled file while spares last, after that a sparse one (a log that fdatasynced gets
+        // its next zero-filled spare only after a new fdatasync).
+        let installed = |st: slotlog::Stats| st.segments_recycled + st.segments_unprepared;
+        let installed_before = installed(log.stats());
         let extra = rng.range(0, 20);
         let mut k = 0;
-        while log.stats().segments_recycled == recycled_before || k < extra {
+        while installed(log.stats()) == installed_before || k < extra {
+            assert!(
+                k < 10_000,
+                "seed {seed}: no segment installed: {:?}\n{}",
+                log.stats(),
+                log.debug_state()
+            );
             k += 1;
             let data = payload(2, n, rng.range(12, 1500) as usize);
             appended.insert(log.append(&data, Durability::WriteOnly).unwrap(), data);
