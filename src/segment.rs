@@ -127,11 +127,12 @@ impl Segments {
     }
 
     /// Makes sure the segments up to the one holding `lsn` exist, creating them now if the
-    /// preparer is behind. `None` if `lsn` lies below the first segment: `truncate_front`
-    /// removed it (a writer whose buffered records were truncated before they were written, or
-    /// the preparer acting on a `last_end` read before a truncation). Creating segments from
-    /// the end until one held such an address would never stop (found by the recycled-segment
-    /// power-cut test: the preparer filled memory, on a real disk it would fill the disk).
+    /// preparer is behind. `None` if `lsn` lies below the first segment, which `truncate_front`
+    /// removed: the preparer acting on a `last_end` it read just before a truncation (writers
+    /// never write below the written frontier, and truncation never passes it). Creating
+    /// segments from the end until one held such an address would never stop (found by the
+    /// recycled-segment power-cut test: the preparer filled memory; on a disk it would fill
+    /// the disk).
     pub(crate) fn ensure(&self, lsn: u64) -> Result<Option<Arc<Segment>>> {
         if let Some(s) = self.find(lsn) {
             return Ok(Some(s));
@@ -409,7 +410,8 @@ impl Sink for SegmentSink {
 
     fn write(&self, lsn: u64, parts: &[&[u8]]) -> Result<()> {
         let Some(seg) = self.0.ensure(lsn)? else {
-            // Truncated by `truncate_front` before it was written: nothing to keep.
+            // Below the first segment (see `ensure`): truncated, nothing to keep. Not expected
+            // from a writer, which never writes below the written frontier.
             return Ok(());
         };
         self.0.nudge(lsn);
