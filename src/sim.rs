@@ -173,6 +173,14 @@ impl SimFile {
         }
         Ok(())
     }
+
+    /// An armed `Fault::SyncEio` fails this sync of a segment file (and makes nothing durable).
+    fn take_sync_fault(&self) -> io::Result<()> {
+        if self.segment && self.shared.take_fault(|f| f == Fault::SyncEio).is_some() {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        Ok(())
+    }
 }
 
 impl StorageFile for SimFile {
@@ -221,9 +229,7 @@ impl StorageFile for SimFile {
 
     fn sync_data(&self) -> io::Result<()> {
         self.check_alive()?;
-        if self.segment && self.shared.take_fault(|f| f == Fault::SyncEio).is_some() {
-            return Err(io::Error::from_raw_os_error(libc::EIO));
-        }
+        self.take_sync_fault()?;
         let mut img = self.image.lock();
         img.durable = img.current.clone();
         img.last_unsynced_write = None;
@@ -236,9 +242,7 @@ impl StorageFile for SimFile {
     /// bytes stay lost on a power cut.
     fn write_durable_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         self.write_at(offset, &[data])?;
-        if self.segment && self.shared.take_fault(|f| f == Fault::SyncEio).is_some() {
-            return Err(io::Error::from_raw_os_error(libc::EIO));
-        }
+        self.take_sync_fault()?;
         let mut img = self.image.lock();
         let (from, to) = (offset as usize, offset as usize + data.len());
         if img.durable.len() < to {
