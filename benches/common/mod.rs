@@ -104,8 +104,11 @@ pub struct Slotlog {
     checkpointer: Option<JoinHandle<()>>,
 }
 
-/// Log addresses per 64 MiB segment file (`SEGMENT_HEADER_LEN` is 64 bytes, docs/format.md).
-const SEGMENT_PAYLOAD: u64 = (64 << 20) - 64;
+/// slotlog's segment file size in every benchmark (the default).
+const SEGMENT_BYTES: u64 = 64 << 20;
+
+/// Log addresses per segment file (`SEGMENT_HEADER_LEN` is 64 bytes, docs/format.md).
+const SEGMENT_PAYLOAD: u64 = SEGMENT_BYTES - 64;
 
 /// How often the bench's checkpointer looks at the log's size.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(5);
@@ -117,8 +120,8 @@ impl Slotlog {
     pub fn open(dir: &Path, warm: bool) -> io::Result<Slotlog> {
         let _ = std::fs::remove_dir_all(dir);
         let mut opts = slotlog::Options::default()
-            .segment_size(64 << 20)
-            .recycle_segments((BASELINE_FILE / (64 << 20)) as usize);
+            .segment_size(SEGMENT_BYTES)
+            .recycle_segments((BASELINE_FILE / SEGMENT_BYTES) as usize);
         // For experiments only (the report and the benches use the defaults):
         // SLOTLOG_BENCH_SLOT_KB / SLOTLOG_BENCH_POOL override the slot size and pool.
         let env = |name: &str| {
@@ -199,7 +202,7 @@ impl Slotlog {
         let rec = record_bytes(4096, 99);
         let err = io::Error::other;
         let end = || self.log.end_lsn().map(|l| l.as_u64()).map_err(err);
-        while end()? < BASELINE_FILE + (64 << 20) {
+        while end()? < BASELINE_FILE + SEGMENT_BYTES {
             self.log.append(&rec, Durability::NoSync).map_err(err)?;
         }
         let segment = end()? / SEGMENT_PAYLOAD;
