@@ -19,6 +19,9 @@ use crate::sync::{
 };
 use crate::waiters::{Level, Passed, Sleeper, WaitList, Work};
 
+mod tasks;
+pub use tasks::TaskWait;
+
 /// Where slot bytes go, and how frames are made. The real one is the segment files; the loom
 /// models use an in-memory one.
 pub trait Sink: Send + Sync + 'static {
@@ -56,6 +59,15 @@ enum CloseFor {
     Fit(u64),
     /// An unbuffered record of this frame size: reserve it right after the closed slot.
     Unbuffered(u64),
+}
+
+/// Who is appending or closing. A thread may run the fdatasync its slot's joiners asked for
+/// right after writing the slot; a task must not block its executor thread in one, so it leaves
+/// the fdatasync to the durable waiters (threads, or the driver thread for tasks: "Async waits").
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    Thread,
+    Task,
 }
 
 /// Log space reserved at a rotation for one thread, outside any slot buffer: an unbuffered
@@ -106,6 +118,8 @@ pub struct LogBuffer<S: Sink> {
     /// Notified when the written frontier frees pool entries.
     freed: Event,
     pub(crate) counters: Counters,
+    /// What the driver thread works toward for waiting tasks ("Async waits").
+    driver: tasks::Driver,
 }
 
 /// Where a join landed.
@@ -143,6 +157,7 @@ impl<S: Sink> LogBuffer<S> {
             rotated: Event::new(),
             freed: Event::new(),
             counters: Counters::new(),
+            driver: tasks::Driver::new(),
         };
         buffer.activate(0, start);
         buffer
@@ -196,6 +211,7 @@ impl<S: Sink> LogBuffer<S> {
         self.waiters.wake_all();
         self.rotated.notify_all();
         self.freed.notify_all();
+        self.driver.poke();
         Error::Poisoned { cause }
     }
 
@@ -203,23 +219,37 @@ impl<S: Sink> LogBuffer<S> {
 
     /// Appends one record and waits for `level`; returns its address.
     pub fn append(&self, data: &[u8], level: Option<Level>) -> Result<u64> {
-        self.check_poison()?;
-        let frame = (self.sink.header_len() + data.len()) as u64;
-        let (lsn, unit) = if frame > self.unbuffered_over {
-            self.append_unbuffered(data, frame)?
-        } else {
-            self.append_buffered(data, frame, level)?
-        };
-        self.counters.record_append(data.len());
+        let (lsn, end, unit) = self.place(data, level, Caller::Thread)?;
         if let Some(level) = level {
-            self.wait(lsn + frame, level, Some(unit))?;
+            self.wait(end, level, Some(unit))?;
         }
         Ok(lsn)
     }
 
+    /// Puts one record into the log without waiting for any frontier. Returns its address, its
+    /// end, and the sequence number of the slot or extent that holds it. `level` is what the
+    /// caller will wait for (it tells the slot's writer whether to run an fdatasync).
+    fn place(&self, data: &[u8], level: Option<Level>, caller: Caller) -> Result<(u64, u64, u64)> {
+        self.check_poison()?;
+        let frame = (self.sink.header_len() + data.len()) as u64;
+        let (lsn, unit) = if frame > self.unbuffered_over {
+            self.append_unbuffered(data, frame, caller)?
+        } else {
+            self.append_buffered(data, frame, level, caller)?
+        };
+        self.counters.record_append(data.len());
+        Ok((lsn, lsn + frame, unit))
+    }
+
     /// Returns the record's address and the sequence number of the slot that holds it.
-    fn append_buffered(&self, data: &[u8], frame: u64, level: Option<Level>) -> Result<(u64, u64)> {
-        let t = self.join(frame)?;
+    fn append_buffered(
+        &self,
+        data: &[u8],
+        frame: u64,
+        level: Option<Level>,
+        caller: Caller,
+    ) -> Result<(u64, u64)> {
+        let t = self.join(frame, caller)?;
         let header = self.sink.record_header(t.lsn, data);
         // SAFETY: the join reserved `offset..offset + frame` of this incarnation's buffer for
         // this thread alone; nobody reads it before our release below (the writer waits for
@@ -248,13 +278,13 @@ impl<S: Sink> LogBuffer<S> {
         );
         let after = State(before.0 + State::release_delta(frame));
         if after.complete() {
-            self.write_slot(t.slot, t.seq, after)?;
+            self.write_slot(t.slot, t.seq, after, caller)?;
         }
         Ok((t.lsn, t.seq))
     }
 
     /// Reserves `frame` bytes in the active slot ("Joining").
-    fn join(&self, frame: u64) -> Result<Ticket<'_>> {
+    fn join(&self, frame: u64, caller: Caller) -> Result<Ticket<'_>> {
         loop {
             self.check_poison()?;
             // Acquire: pairs with the Release store in `activate`, so the slot's fields belong
@@ -274,7 +304,7 @@ impl<S: Sink> LogBuffer<S> {
                     let old = State(slot.state.fetch_or(CLOSED, Ordering::AcqRel));
                     if !old.closed() {
                         self.counters.slots_full.inc();
-                        self.after_close(slot, old, CloseFor::Fit(frame))?;
+                        self.after_close(slot, old, CloseFor::Fit(frame), caller)?;
                     }
                     break;
                 }
@@ -330,7 +360,7 @@ impl<S: Sink> LogBuffer<S> {
 
     /// An unbuffered record: close the active slot and reserve the record right after it
     /// ("Unbuffered records"). Returns the record's address and its extent's sequence number.
-    fn append_unbuffered(&self, data: &[u8], frame: u64) -> Result<(u64, u64)> {
+    fn append_unbuffered(&self, data: &[u8], frame: u64, caller: Caller) -> Result<(u64, u64)> {
         loop {
             self.check_poison()?;
             // Acquire: as in `join`.
@@ -343,7 +373,7 @@ impl<S: Sink> LogBuffer<S> {
                 continue;
             }
             let extent = self
-                .after_close(slot, old, CloseFor::Unbuffered(frame))?
+                .after_close(slot, old, CloseFor::Unbuffered(frame), caller)?
                 .expect("an unbuffered close reserves an extent");
             let lsn = extent
                 .record
@@ -367,13 +397,19 @@ impl<S: Sink> LogBuffer<S> {
         if old.closed() {
             return Ok(false);
         }
-        self.after_close(slot, old, CloseFor::Plain)?;
+        self.after_close(slot, old, CloseFor::Plain, Caller::Thread)?;
         Ok(true)
     }
 
     /// Everything the closer of a slot does: rotate in the next slot, reserve an extent if
     /// asked, and write the closed slot if every joiner had already released.
-    fn after_close(&self, slot: &Slot, old: State, why: CloseFor) -> Result<Option<Extent>> {
+    fn after_close(
+        &self,
+        slot: &Slot,
+        old: State,
+        why: CloseFor,
+        caller: Caller,
+    ) -> Result<Option<Extent>> {
         self.counters.slots_closed.inc();
         // Relaxed: ordered by the Acquire close; stable until the slot is written, and it
         // cannot be written and reused before the rotation below activates a new slot.
@@ -382,7 +418,7 @@ impl<S: Sink> LogBuffer<S> {
         let extent = self.rotate(seq, end, why)?;
         let closed = State(old.0 | CLOSED);
         if closed.complete() {
-            self.write_slot(slot, seq, closed)?;
+            self.write_slot(slot, seq, closed, caller)?;
         }
         if let (Some(x), CloseFor::Fit(_)) = (&extent, why) {
             // Padding only: we own it, write it now.
@@ -462,7 +498,7 @@ impl<S: Sink> LogBuffer<S> {
     // ----- writing and the frontier --------------------------------------------------------
 
     /// Writes a closed, fully released slot: one write at its address ("Writing").
-    fn write_slot(&self, slot: &Slot, seq: u64, st: State) -> Result<()> {
+    fn write_slot(&self, slot: &Slot, seq: u64, st: State, caller: Caller) -> Result<()> {
         debug_assert!(st.complete());
         // Relaxed: we acquired the state word, which ordered these after their stores.
         let base = slot.base.load(Ordering::Relaxed);
@@ -486,7 +522,9 @@ impl<S: Sink> LogBuffer<S> {
             self.counters.writes.inc();
         }
         self.complete(seq, end);
-        if want >= Level::Durable as u8 {
+        // A task leaves the fdatasync to the durable waiters: `complete` just woke a driver
+        // among them if none runs ("Async waits").
+        if want >= Level::Durable as u8 && caller == Caller::Thread {
             self.check_poison()?;
             self.try_sync()?;
         }

@@ -54,7 +54,7 @@ mod sync;
 mod waiters;
 
 pub use crate::error::{Error, Result};
-pub use crate::log::{Log, LogIter, Record};
+pub use crate::log::{Log, LogIter, Record, Wait};
 pub use crate::lsn::Lsn;
 pub use crate::options::{Durability, Options, RecoveryMode};
 pub use crate::stats::Stats;
@@ -63,6 +63,6 @@ pub use crate::stats::Stats;
 /// checkers. Not a stable API.
 #[doc(hidden)]
 pub mod protocol {
-    pub use crate::buffer::{BufferConfig, LogBuffer, Sink};
+    pub use crate::buffer::{BufferConfig, LogBuffer, Sink, TaskWait};
     pub use crate::waiters::Level;
 }

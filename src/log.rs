@@ -1,14 +1,17 @@
 //! The public handle: open, append, flush, sync, iterate, truncate, stats, close.
 
 use std::any::Any;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::buffer::{BufferConfig, LogBuffer};
+use crate::buffer::{BufferConfig, LogBuffer, TaskWait};
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
 use crate::options::{Durability, Options};
@@ -57,6 +60,8 @@ struct Inner {
     lock: Mutex<Option<Box<dyn Any + Send + Sync>>>,
     stop: Mutex<bool>,
     stop_cv: Condvar,
+    /// The driver thread of async waits, started by the first one (`Log::driver`).
+    driver: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Log {
@@ -112,6 +117,7 @@ impl Log {
             lock: Mutex::new(Some(lock)),
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
+            driver: Mutex::new(None),
         });
 
         let mut threads = Vec::new();
@@ -141,6 +147,102 @@ impl Log {
     /// Fails with [`Error::RecordTooLarge`] (the log is unaffected) or, after an I/O failure,
     /// with [`Error::Poisoned`].
     pub fn append(&self, record: &[u8], durability: Durability) -> Result<Lsn> {
+        self.check_size(record)?;
+        let lsn = self.inner.buffer.append(record, level(durability))?;
+        self.count(durability);
+        Ok(Lsn(lsn))
+    }
+
+    /// Appends `record` now and returns a future that resolves to its [`Lsn`] once the record
+    /// is as durable as `durability` says: the same guarantee as [`append`](Log::append), for
+    /// async code. The record takes its place in the log during this call (it is copied like a
+    /// `NoSync` append, which may wait briefly for a slot, never for a write or an fdatasync);
+    /// only the wait is async. Dropping the future stops the wait, not the append.
+    ///
+    /// A waiting task holds no thread: a driver thread of the log, started by the first async
+    /// wait, closes slots and runs the fdatasyncs, and one fdatasync wakes every task it covers.
+    /// The future runs no blocking I/O on the executor's thread. It works with any executor.
+    ///
+    /// ```
+    /// use slotlog::{Durability, Log, Options};
+    /// # let dir = std::env::temp_dir().join(format!("slotlog-async-doc-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let log = Log::open(&dir, Options::default().segment_size(1 << 20).slot_size(64 << 10).max_record_size(64 << 10))?;
+    /// // In an async fn: `let lsn = log.append_async(b"put k v", Durability::FullSync).await?;`
+    /// let lsn = block_on(log.append_async(b"put k v", Durability::FullSync))?;
+    /// let batch_end = log.append(b"put k2 v2", Durability::NoSync)?;
+    /// block_on(log.wait_async(batch_end, Durability::FullSync))?; // both are durable now
+    /// assert!(lsn < batch_end);
+    /// # log.close()?;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # // A minimal executor, so that the example needs no runtime crate.
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     struct Unpark(std::thread::Thread);
+    /// #     impl std::task::Wake for Unpark { fn wake(self: std::sync::Arc<Self>) { self.0.unpark() } }
+    /// #     let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    /// #     let mut cx = std::task::Context::from_waker(&waker);
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop {
+    /// #         if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; }
+    /// #         std::thread::park();
+    /// #     }
+    /// # }
+    /// # Ok::<(), slotlog::Error>(())
+    /// ```
+    pub fn append_async(&self, record: &[u8], durability: Durability) -> Wait<'_> {
+        let placed = self
+            .check_size(record)
+            .and_then(|()| self.inner.buffer.place_for_task(record, level(durability)));
+        match placed {
+            Ok((lsn, end)) => {
+                self.count(durability);
+                self.wait_until(Lsn(lsn), end, durability)
+            }
+            Err(e) => Wait::ready(Err(e)),
+        }
+    }
+
+    /// A future that resolves once every record at or before `lsn` is as durable as
+    /// `durability` says (if `lsn` lies beyond the end of the log: every record appended before
+    /// this call). Resolves to `lsn`. For records appended with a weaker level, e.g. a batch of
+    /// `NoSync` appends made durable by waiting for the last one. Waits as
+    /// [`append_async`](Log::append_async) does.
+    pub fn wait_async(&self, lsn: Lsn, durability: Durability) -> Wait<'_> {
+        match self.inner.buffer.reserved_end() {
+            // The frontiers stop only at record ends, so passing `lsn` covers the record there.
+            Ok(end) => self.wait_until(lsn, lsn.0.saturating_add(1).min(end), durability),
+            Err(e) => Wait::ready(Err(e)),
+        }
+    }
+
+    fn wait_until(&self, lsn: Lsn, need: u64, durability: Durability) -> Wait<'_> {
+        let Some(level) = level(durability) else {
+            return Wait::ready(Ok(lsn));
+        };
+        if let Err(e) = self.driver() {
+            return Wait::ready(Err(e));
+        }
+        Wait(WaitState::Waiting {
+            lsn,
+            wait: self.inner.buffer.wait_task(need, level),
+        })
+    }
+
+    /// Starts the driver thread of async waits if it is not running.
+    fn driver(&self) -> Result<()> {
+        let mut driver = self.inner.driver.lock();
+        if driver.is_none() {
+            let inner = self.inner.clone();
+            let thread = std::thread::Builder::new()
+                .name("slotlog-driver".into())
+                .spawn(move || inner.buffer.run_driver())
+                .map_err(|e| Error::io("spawn thread", "slotlog-driver", None, e))?;
+            *driver = Some(thread);
+        }
+        Ok(())
+    }
+
+    fn check_size(&self, record: &[u8]) -> Result<()> {
         let max = self.inner.options.max_record_size;
         if record.len() > max {
             return Err(Error::RecordTooLarge {
@@ -148,18 +250,15 @@ impl Log {
                 max,
             });
         }
-        let level = match durability {
-            Durability::NoSync => None,
-            Durability::WriteOnly => Some(Level::Written),
-            Durability::FullSync => Some(Level::Durable),
-        };
-        let lsn = self.inner.buffer.append(record, level)?;
+        Ok(())
+    }
+
+    fn count(&self, durability: Durability) {
         match durability {
             Durability::NoSync => {}
             Durability::WriteOnly => self.inner.buffer.counters.write_only_appends.inc(),
             Durability::FullSync => self.inner.buffer.counters.full_sync_appends.inc(),
         }
-        Ok(Lsn(lsn))
     }
 
     /// Hands every record appended so far to the OS (the `WriteOnly` guarantee for all of them).
@@ -255,7 +354,9 @@ impl Log {
         *self.inner.stop.lock() = true;
         self.inner.stop_cv.notify_all();
         self.inner.segments.stop_preparer();
-        for t in self.threads.drain(..) {
+        self.inner.buffer.stop_driver();
+        let driver = self.inner.driver.lock().take();
+        for t in self.threads.drain(..).chain(driver) {
             let _ = t.join();
         }
         self.inner.lock.lock().take();
@@ -276,6 +377,57 @@ impl std::fmt::Debug for Log {
         f.debug_struct("Log")
             .field("dir", &self.inner.dir)
             .finish_non_exhaustive()
+    }
+}
+
+fn level(durability: Durability) -> Option<Level> {
+    match durability {
+        Durability::NoSync => None,
+        Durability::WriteOnly => Some(Level::Written),
+        Durability::FullSync => Some(Level::Durable),
+    }
+}
+
+/// The future of [`Log::append_async`] and [`Log::wait_async`]: resolves to the record's
+/// [`Lsn`] once it is as durable as asked, or to the error that prevents it
+/// ([`Error::Poisoned`] after an I/O failure, [`Error::RecordTooLarge`]). `Send`; dropping it
+/// stops waiting (the record stays appended).
+#[must_use = "the record is appended, but nothing waits for its durability unless this is awaited"]
+pub struct Wait<'a>(WaitState<'a>);
+
+enum WaitState<'a> {
+    Ready(Option<Result<Lsn>>),
+    Waiting {
+        lsn: Lsn,
+        wait: TaskWait<'a, SegmentSink>,
+    },
+}
+
+impl Wait<'_> {
+    fn ready(result: Result<Lsn>) -> Self {
+        Wait(WaitState::Ready(Some(result)))
+    }
+}
+
+impl Future for Wait<'_> {
+    type Output = Result<Lsn>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Lsn>> {
+        match &mut self.get_mut().0 {
+            WaitState::Ready(result) => {
+                Poll::Ready(result.take().expect("`Wait` polled after it resolved"))
+            }
+            WaitState::Waiting { lsn, wait } => {
+                let lsn = *lsn;
+                Pin::new(wait).poll(cx).map(|r| r.map(|()| lsn))
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Wait<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wait").finish_non_exhaustive()
     }
 }
 

@@ -13,6 +13,12 @@
 //! now make progress themselves (run the next fdatasync, or close the active slot). Followers
 //! are never drivers; their unit's representative stays registered until the unit is passed,
 //! which satisfies the followers too. See `docs/design.md`, "Waiting".
+//!
+//! An async task waits as a representative too, with its [`Waker`] instead of a parked thread
+//! (`register_task`). Tasks are never drivers: the work they need is done by the buffer's driver
+//! thread, so that no executor thread blocks in an fdatasync (`docs/design.md`, "Async waits").
+
+use std::task::Waker;
 
 use crossbeam_utils::CachePadded;
 
@@ -28,12 +34,55 @@ pub enum Level {
     Durable = 2,
 }
 
-/// What a parked thread shares with the threads that wake it.
+/// What a waiting thread or task shares with the threads that wake it.
 pub(crate) struct Waiter {
+    /// Where a thread parks (unused by a task).
     pub(crate) event: Event,
+    /// A task's waker, replaced at every poll and taken by the notification; `None` for a
+    /// thread.
+    waker: Option<Mutex<Option<Waker>>>,
     /// Set (under the list lock) when a waker removed the entry, so that the waiter can leave
     /// without taking the lock and searching the list.
     removed: AtomicBool,
+}
+
+impl Waiter {
+    fn new(waker: Option<Waker>) -> Arc<Waiter> {
+        Arc::new(Waiter {
+            event: Event::new(),
+            waker: waker.map(|w| Mutex::new(Some(w))),
+            removed: AtomicBool::new(false),
+        })
+    }
+
+    fn is_task(&self) -> bool {
+        self.waker.is_some()
+    }
+
+    /// Wakes the thread or the task.
+    fn notify(&self) {
+        match &self.waker {
+            None => self.event.notify_all(),
+            // Taken under the lock that `set_waker` holds, so a poll that installs a new waker
+            // either is woken through it or, locking after us, re-checks after our caller's
+            // frontier store (it happens before this lock).
+            Some(slot) => {
+                if let Some(w) = slot.lock().take() {
+                    w.wake();
+                }
+            }
+        }
+    }
+
+    /// Installs the waker of the task's latest poll.
+    pub(crate) fn set_waker(&self, waker: &Waker) {
+        if let Some(slot) = &self.waker {
+            let mut w = slot.lock();
+            if !w.as_ref().is_some_and(|old| old.will_wake(waker)) {
+                *w = Some(waker.clone());
+            }
+        }
+    }
 }
 
 struct Entry {
@@ -116,18 +165,8 @@ impl WaitList {
                 return Sleeper::Follower(self.bucket(level, u));
             }
         }
-        let waiter = Arc::new(Waiter {
-            event: Event::new(),
-            removed: AtomicBool::new(false),
-        });
-        list.push(Entry {
-            need,
-            level,
-            unit,
-            waiter: waiter.clone(),
-        });
-        // Relaxed: the fence below orders it.
-        self.len.store(list.len(), Ordering::Relaxed);
+        let waiter = Waiter::new(None);
+        self.push(&mut list, need, level, unit, waiter.clone());
         drop(list);
         // SeqCst fence, paired with the one in `wake`: either `wake` sees `len > 0`, or the
         // caller's re-check (after this) sees the frontier that `wake`'s caller stored.
@@ -135,17 +174,51 @@ impl WaitList {
         Sleeper::Representative(waiter)
     }
 
+    /// Registers a task waiting for `need` on `level`; `wake` (or `wake_all`) calls `waker`.
+    /// Like [`Self::register`], the caller must re-check its condition afterwards.
+    pub(crate) fn register_task(&self, need: u64, level: Level, waker: &Waker) -> Arc<Waiter> {
+        let waiter = Waiter::new(Some(waker.clone()));
+        let mut list = self.entries.lock();
+        self.push(&mut list, need, level, None, waiter.clone());
+        drop(list);
+        // SeqCst fence: as in `register`.
+        fence(Ordering::SeqCst);
+        waiter
+    }
+
+    fn push(
+        &self,
+        list: &mut Vec<Entry>,
+        need: u64,
+        level: Level,
+        unit: Option<u64>,
+        waiter: Arc<Waiter>,
+    ) {
+        list.push(Entry {
+            need,
+            level,
+            unit,
+            waiter,
+        });
+        // Relaxed: the caller's SeqCst fence orders it.
+        self.len.store(list.len(), Ordering::Relaxed);
+    }
+
     /// Removes a representative that leaves (satisfied, or with an error).
     pub(crate) fn deregister(&self, sleeper: Sleeper<'_>) {
-        let Sleeper::Representative(waiter) = sleeper else {
-            return;
-        };
+        if let Sleeper::Representative(waiter) = sleeper {
+            self.deregister_waiter(&waiter);
+        }
+    }
+
+    /// Removes a thread's or a task's entry, if a waker has not removed it already.
+    pub(crate) fn deregister_waiter(&self, waiter: &Arc<Waiter>) {
         // Acquire: pairs with the Release store in `wake`; then the entry is gone for sure.
         if waiter.removed.load(Ordering::Acquire) {
             return;
         }
         let mut list = self.entries.lock();
-        if let Some(i) = list.iter().position(|e| Arc::ptr_eq(&e.waiter, &waiter)) {
+        if let Some(i) = list.iter().position(|e| Arc::ptr_eq(&e.waiter, waiter)) {
             list.swap_remove(i);
         }
         self.len.store(list.len(), Ordering::Relaxed);
@@ -190,8 +263,9 @@ impl WaitList {
             } else {
                 (work.close, &mut closer)
             };
+            // A task cannot do the work: the driver thread does it for tasks.
             if let (true, slot) = pick {
-                if slot.as_ref().map_or(true, |(need, _)| e.need < *need) {
+                if !e.waiter.is_task() && slot.as_ref().map_or(true, |(need, _)| e.need < *need) {
                     *slot = Some((e.need, e.waiter.clone()));
                 }
             }
@@ -201,11 +275,11 @@ impl WaitList {
         drop(list);
         // Syscalls outside the lock: woken threads deregister without contending with us.
         for (_, w) in syncer.iter().chain(closer.iter()) {
-            w.event.notify_all();
+            w.notify();
         }
         self.wake_units(passed);
         for w in satisfied {
-            w.event.notify_all();
+            w.notify();
         }
     }
 
@@ -236,7 +310,7 @@ impl WaitList {
             .map(|e| e.waiter.clone())
             .collect();
         for w in waiters {
-            w.event.notify_all();
+            w.notify();
         }
     }
 }
