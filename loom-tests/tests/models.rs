@@ -458,3 +458,40 @@ fn durable_followers_share_a_wake() {
         "no waiter ever slept as a follower"
     );
 }
+
+/// A task's async durable wait ("Async waits" in docs/design.md) next to a thread's FullSync
+/// append, with the driver thread doing the task's work. The task places its record like a
+/// NoSync append (and, if it writes a slot, leaves the fdatasync to the waiters), then waits
+/// with its waker; the wait may resolve only once the record is synced, and nobody may sleep
+/// forever: the driver must be woken for the task, and the task by whoever syncs its record.
+#[test]
+fn task_waits_beside_a_thread() {
+    let (hit, seen) = hits();
+    model("task_waits_beside_a_thread", 2, move || {
+        let buf = buffer(MemSink::new(1), 4, 3);
+        let bd = buf.clone();
+        let driver = spawn("driver", move || bd.run_driver());
+        let b1 = buf.clone();
+        let t1 = spawn("t1", move || append(&b1, &[1], D));
+        let (lsn, end) = buf.place_for_task(&[2], D).expect("place");
+        loom::future::block_on(buf.wait_task(end, Level::Durable)).expect("task wait");
+        assert!(
+            buf.durable() >= end && buf.sink().log().synced() >= end,
+            "the task's wait resolved before its record was synced: durable {}, syncs {:?}",
+            buf.durable(),
+            buf.sink().log().syncs
+        );
+        let recs = [t1.join().unwrap(), Rec { lsn, data: vec![2] }];
+        buf.stop_driver();
+        driver.join().unwrap();
+        if recs[1].lsn == 0 && buf.sink().log().writes.first().map(|w| w.len) == Some(4) {
+            // The task's record came first and shares the thread's slot.
+            hit.fetch_add(1, Ordering::Relaxed);
+        }
+        check_final(&buf, &recs, 4);
+    });
+    assert!(
+        seen.load(Ordering::Relaxed) > 0,
+        "the task's and the thread's records never shared a slot"
+    );
+}

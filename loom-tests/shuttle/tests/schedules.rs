@@ -72,6 +72,12 @@ fn level(thread: usize, seq: usize) -> Option<Level> {
 /// address, that writes do not overlap, that the frontiers cover everything, and that each
 /// thread's records are in its order.
 fn scenario(threads: usize, per_thread: usize, slot_size: usize) {
+    scenario_with_tasks(threads, 0, per_thread, slot_size);
+}
+
+/// [`scenario`] with `tasks` async tasks appending next to the threads (place, then await the
+/// frontier their level asks for), and the driver thread that does the tasks' work.
+fn scenario_with_tasks(threads: usize, tasks: usize, per_thread: usize, slot_size: usize) {
     let buf = Arc::new(LogBuffer::new(
         MemSink::default(),
         BufferConfig {
@@ -80,6 +86,32 @@ fn scenario(threads: usize, per_thread: usize, slot_size: usize) {
         },
         0,
     ));
+    let driver = (tasks > 0).then(|| {
+        let buf = buf.clone();
+        shuttle::thread::spawn(move || buf.run_driver())
+    });
+    let task_handles: Vec<_> = (threads..threads + tasks)
+        .map(|t| {
+            let buf = buf.clone();
+            shuttle::future::spawn(async move {
+                let mut mine = Vec::new();
+                for i in 0..per_thread {
+                    let data = record(t, i, (t + i) % 7 == 6);
+                    let (lsn, end) = buf.place_for_task(&data, level(t, i)).expect("place");
+                    if let Some(l) = level(t, i) {
+                        buf.wait_task(end, l).await.expect("task wait");
+                        let frontier = match l {
+                            Level::Written => buf.written(),
+                            Level::Durable => buf.durable(),
+                        };
+                        assert!(frontier >= end, "task wait resolved at {frontier} < {end}");
+                    }
+                    mine.push((lsn, data));
+                }
+                mine
+            })
+        })
+        .collect();
     let handles: Vec<_> = (0..threads)
         .map(|t| {
             let buf = buf.clone();
@@ -103,13 +135,19 @@ fn scenario(threads: usize, per_thread: usize, slot_size: usize) {
         })
         .collect();
     let mut all: Vec<(u64, Vec<u8>)> = Vec::new();
-    for h in handles {
-        let mine = h.join().unwrap();
+    let task_results = task_handles
+        .into_iter()
+        .map(|h| shuttle::future::block_on(h).unwrap());
+    for mine in handles.into_iter().map(|h| h.join().unwrap()).chain(task_results) {
         assert!(
             mine.windows(2).all(|w| w[0].0 < w[1].0),
             "a thread's records out of order"
         );
         all.extend(mine);
+    }
+    if let Some(d) = driver {
+        buf.stop_driver();
+        d.join().unwrap();
     }
     buf.sync().expect("final sync");
     let end = buf.reserved_end().unwrap();
@@ -188,5 +226,12 @@ fn sixteen_threads_many_rotations_tiny_pool() {
 fn waiters_across_slots_with_unbuffered_records() {
     check("waiters_across_slots_with_unbuffered_records", || {
         scenario(10, 6, 16)
+    });
+}
+
+#[test]
+fn tasks_beside_threads_with_the_driver() {
+    check("tasks_beside_threads_with_the_driver", || {
+        scenario_with_tasks(4, 4, 4, 12)
     });
 }
