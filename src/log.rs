@@ -4,6 +4,7 @@ use std::any::Any;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
@@ -62,6 +63,8 @@ struct Inner {
     stop_cv: Condvar,
     /// The driver thread of async waits, started by the first one (`Log::driver`).
     driver: Mutex<Option<JoinHandle<()>>>,
+    /// Set once the driver runs, so that async waits need not take the `driver` lock.
+    driver_started: AtomicBool,
 }
 
 impl Log {
@@ -118,6 +121,7 @@ impl Log {
             stop: Mutex::new(false),
             stop_cv: Condvar::new(),
             driver: Mutex::new(None),
+            driver_started: AtomicBool::new(false),
         });
 
         let mut threads = Vec::new();
@@ -230,6 +234,11 @@ impl Log {
 
     /// Starts the driver thread of async waits if it is not running.
     fn driver(&self) -> Result<()> {
+        // Relaxed: the flag only skips the lock; the driver was spawned before it was set, and
+        // nothing is read through it.
+        if self.inner.driver_started.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let mut driver = self.inner.driver.lock();
         if driver.is_none() {
             let inner = self.inner.clone();
@@ -238,6 +247,8 @@ impl Log {
                 .spawn(move || inner.buffer.run_driver())
                 .map_err(|e| Error::io("spawn thread", "slotlog-driver", None, e))?;
             *driver = Some(thread);
+            // Relaxed: see the load above.
+            self.inner.driver_started.store(true, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -309,21 +320,9 @@ impl Log {
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         let mut s = self.inner.buffer.counters.snapshot();
-        s.segments_created = self
-            .inner
-            .segments
-            .created
-            .load(std::sync::atomic::Ordering::Relaxed);
-        s.segments_recycled = self
-            .inner
-            .segments
-            .recycled
-            .load(std::sync::atomic::Ordering::Relaxed);
-        s.segments_unprepared = self
-            .inner
-            .segments
-            .unprepared
-            .load(std::sync::atomic::Ordering::Relaxed);
+        s.segments_created = self.inner.segments.created.load(Ordering::Relaxed);
+        s.segments_recycled = self.inner.segments.recycled.load(Ordering::Relaxed);
+        s.segments_unprepared = self.inner.segments.unprepared.load(Ordering::Relaxed);
         s
     }
 
