@@ -1,5 +1,6 @@
-//! The main job: append from several threads at each durability level, close, reopen, recover,
-//! verify every record, and print throughput.
+//! The main job: append from several threads at each durability level, then FullSync from 1,000
+//! tokio tasks (`append_async`), close, reopen, recover, verify every record, and print
+//! throughput.
 //!
 //! ```text
 //! cargo run --release --example demo [-- THREADS]
@@ -53,6 +54,40 @@ fn run(
     (start.elapsed(), lsns)
 }
 
+/// `tasks` tokio tasks on a 2-worker runtime, each appending `per_task` FullSync records with
+/// `append_async`; task `k` writes `record(k % threads, i)`.
+fn run_tasks(log: &Arc<Log>, tasks: u32, per_task: u32, threads: u32) -> (Duration, Vec<Vec<Lsn>>) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        let start = Instant::now();
+        let handles: Vec<_> = (0..tasks)
+            .map(|k| {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut lsns = Vec::new();
+                    for i in 0..per_task {
+                        let r = record(k % threads, i);
+                        lsns.push(
+                            log.append_async(&r, Durability::FullSync)
+                                .await
+                                .expect("append"),
+                        );
+                    }
+                    lsns
+                })
+            })
+            .collect();
+        let mut lsns = Vec::new();
+        for h in handles {
+            lsns.push(h.await.expect("task"));
+        }
+        (start.elapsed(), lsns)
+    })
+}
+
 fn main() -> slotlog::Result<()> {
     let threads: u32 = std::env::args()
         .nth(1)
@@ -71,28 +106,44 @@ fn main() -> slotlog::Result<()> {
         (Durability::WriteOnly, 25_000),
         (Durability::FullSync, 1_000),
     ];
+    const TASKS: u32 = 1_000;
+    const PER_TASK: u32 = 20;
     let mut written: Vec<(Lsn, u32, u32)> = Vec::new();
     let mut thread_base = 0;
     println!(
-        "{:<10} {:>10} {:>14} {:>10} {:>16} {:>14}",
+        "{:<28} {:>10} {:>14} {:>10} {:>16} {:>14}",
         "level", "appends", "appends/s", "MB/s", "records/write", "records/sync"
     );
-    for (level, per_thread) in plan {
+    for (row, (level, per_thread)) in plan
+        .into_iter()
+        .chain([(Durability::FullSync, PER_TASK)])
+        .enumerate()
+    {
+        let tasks = row == plan.len();
         let before = log.stats();
-        let (elapsed, lsns) = run(&log, threads, per_thread, level);
+        let (elapsed, lsns) = if tasks {
+            run_tasks(&log, TASKS, per_thread, threads)
+        } else {
+            run(&log, threads, per_thread, level)
+        };
         let after = log.stats();
         for (t, l) in lsns.iter().enumerate() {
             for (i, lsn) in l.iter().enumerate() {
                 written.push((*lsn, thread_base + t as u32, i as u32));
             }
         }
-        thread_base += threads;
-        let n = (threads * per_thread) as f64;
+        // A multiple of `threads`, so that `id % threads` names the record's writer below.
+        thread_base += (lsns.len() as u32).div_ceil(threads) * threads;
+        let n: f64 = lsns.iter().map(|l| l.len() as f64).sum();
         let writes = (after.writes - before.writes).max(1) as f64;
         let syncs = after.fdatasyncs - before.fdatasyncs;
         println!(
-            "{:<10} {:>10} {:>14.0} {:>10.1} {:>16.1} {:>14}",
-            format!("{level:?}"),
+            "{:<28} {:>10} {:>14.0} {:>10.1} {:>16.1} {:>14}",
+            if tasks {
+                format!("{level:?} ({TASKS} tokio tasks)")
+            } else {
+                format!("{level:?}")
+            },
             n as u64,
             n / elapsed.as_secs_f64(),
             n * RECORD as f64 / elapsed.as_secs_f64() / 1e6,
@@ -100,7 +151,7 @@ fn main() -> slotlog::Result<()> {
             if level != Durability::FullSync || syncs == 0 {
                 "-".to_string()
             } else {
-                format!("{:.1}", (threads * per_thread) as f64 / syncs as f64)
+                format!("{:.1}", n / syncs as f64)
             },
         );
     }
