@@ -59,6 +59,13 @@ pub enum Error {
     InvalidOptions(String),
     /// The log was closed.
     Closed,
+    /// A background thread of the log panicked (a bug in slotlog or in a `Storage`); the log
+    /// is poisoned with this cause, so that no waiter waits for work that thread would have
+    /// done.
+    BackgroundPanic {
+        /// The thread's name.
+        thread: &'static str,
+    },
 }
 
 impl Error {
@@ -142,7 +149,7 @@ impl fmt::Display for Error {
             Error::Poisoned { cause } => {
                 write!(
                     f,
-                    "log is poisoned by an earlier I/O failure ({cause}); reopen it to recover"
+                    "log is poisoned by an earlier failure ({cause}); reopen it to recover"
                 )
             }
             Error::Locked { path } => write!(
@@ -155,6 +162,7 @@ impl fmt::Display for Error {
             }
             Error::InvalidOptions(why) => write!(f, "invalid options: {why}"),
             Error::Closed => write!(f, "the log is closed"),
+            Error::BackgroundPanic { thread } => write!(f, "the {thread} thread panicked"),
         }
     }
 }

@@ -159,13 +159,25 @@ impl Log {
 
     /// Appends `record` now and returns a future that resolves to its [`Lsn`] once the record
     /// is as durable as `durability` says: the same guarantee as [`append`](Log::append), for
-    /// async code. The record takes its place in the log during this call (it is copied like a
-    /// `NoSync` append, which may wait briefly for a slot, never for a write or an fdatasync);
-    /// only the wait is async. Dropping the future stops the wait, not the append.
+    /// async code. It works with any executor.
     ///
-    /// A waiting task holds no thread: a driver thread of the log, started by the first async
-    /// wait, closes slots and runs the fdatasyncs, and one fdatasync wakes every task it covers.
-    /// The future runs no blocking I/O on the executor's thread. It works with any executor.
+    /// **The append happens in this call**, not at the first poll; only the wait is async.
+    /// Dropping the future stops the wait, not the append, so call this once per record (a
+    /// `select!` loop that re-creates it on every turn appends on every turn).
+    ///
+    /// **What can block the calling thread**: placing the record, exactly as a `NoSync`
+    /// [`append`](Log::append) can. It may wait briefly for a rotation or a free slot (behind
+    /// other threads' writes); if the record completes a slot, this call writes the slot (one
+    /// `pwrite` into the page cache); and if the log outruns its segment preparer, that write
+    /// first creates the next segment file (an fdatasync of a spare file and of the directory).
+    /// It never waits for its own record's write or fdatasync: a driver thread of the log,
+    /// started by the first async wait, closes slots and runs the fdatasyncs, and one fdatasync
+    /// wakes every task it covers. Polling the future never blocks. Dropping the last handle to
+    /// the log (or calling [`close`](Log::close)) flushes and joins the log's threads: do that
+    /// outside the executor, e.g. in `spawn_blocking`.
+    ///
+    /// The future borrows the log: in a spawned task, move an `Arc<Log>` into the task and call
+    /// this inside it.
     ///
     /// ```
     /// use slotlog::{Durability, Log, Options};
@@ -194,6 +206,12 @@ impl Log {
     /// # Ok::<(), slotlog::Error>(())
     /// ```
     pub fn append_async(&self, record: &[u8], durability: Durability) -> Wait<'_> {
+        // The driver first: an error after placing would invite a retry that appends twice.
+        if level(durability).is_some() {
+            if let Err(e) = self.driver() {
+                return Wait::ready(Err(e));
+            }
+        }
         let placed = self
             .check_size(record)
             .and_then(|()| self.inner.buffer.place_for_task(record, level(durability)));
@@ -208,9 +226,10 @@ impl Log {
 
     /// A future that resolves once every record at or before `lsn` is as durable as
     /// `durability` says (if `lsn` lies beyond the end of the log: every record appended before
-    /// this call). Resolves to `lsn`. For records appended with a weaker level, e.g. a batch of
-    /// `NoSync` appends made durable by waiting for the last one. Waits as
-    /// [`append_async`](Log::append_async) does.
+    /// this call; the future still resolves to `lsn`, which is then no record's address). For
+    /// records appended with a weaker level, e.g. a batch of `NoSync` appends made durable by
+    /// waiting for the last one. Waits as [`append_async`](Log::append_async) does; reading the
+    /// log's end during this call may wait briefly for a rotation.
     pub fn wait_async(&self, lsn: Lsn, durability: Durability) -> Wait<'_> {
         match self.inner.buffer.reserved_end() {
             // The frontiers stop only at record ends, so passing `lsn` covers the record there.

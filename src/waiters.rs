@@ -65,10 +65,15 @@ impl Waiter {
             None => self.event.notify_all(),
             // Taken under the lock that `set_waker` holds, so a poll that installs a new waker
             // either is woken through it or, locking after us, re-checks after our caller's
-            // frontier store (it happens before this lock).
+            // frontier store (it happens before this lock). Called after the lock is released.
             Some(slot) => {
-                if let Some(w) = slot.lock().take() {
-                    w.wake();
+                let waker = slot.lock().take();
+                if let Some(w) = waker {
+                    // A waker belongs to the task's executor; if it panics, the panic must not
+                    // unwind through whichever thread moved the frontier (an appender, the
+                    // driver) and leave the waiters after it un-woken. It is dropped: that
+                    // task's executor is broken, and the log is not.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.wake()));
                 }
             }
         }
@@ -278,6 +283,8 @@ impl WaitList {
             w.notify();
         }
         self.wake_units(passed);
+        // Threads first: a task's wake runs executor code.
+        satisfied.sort_by_key(|w| w.is_task());
         for w in satisfied {
             w.notify();
         }

@@ -3,15 +3,17 @@
 
 mod common;
 
+use std::any::Any;
 use std::future::Future;
-use std::path::PathBuf;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-use slotlog::storage::{Fault, SimStorage};
+use slotlog::storage::{Fault, SimStorage, Storage, StorageFile};
 use slotlog::{Durability, Error, Log, Lsn, Options};
 
 use common::{payload, read_all, verify};
@@ -339,4 +341,144 @@ fn tokio_tasks_and_threads_append_to_one_log() {
     got.sort_unstable();
     ids.sort_unstable();
     assert_eq!(got, ids);
+}
+
+/// A waker that panics (a broken executor) must neither kill the thread that moves the frontier
+/// (here the driver) nor strand the waiters woken after it; the log stays usable.
+#[test]
+fn a_panicking_waker_strands_nobody() {
+    struct Broken;
+    impl Wake for Broken {
+        fn wake(self: Arc<Self>) {
+            panic!("a broken executor's waker (expected by this test)");
+        }
+    }
+    let sim = SimStorage::new();
+    let log = Log::open(sim_dir(), sim_options(&sim)).unwrap();
+    let broken = Waker::from(Arc::new(Broken));
+    let mut bad = log.append_async(&payload(0, 100), Durability::FullSync);
+    // Nothing syncs before this poll asks the driver to: it must register, with the bad waker.
+    assert!(Pin::new(&mut bad)
+        .poll(&mut Context::from_waker(&broken))
+        .is_pending());
+    let records: Vec<Vec<u8>> = (1..50).map(|i| payload(i, 300)).collect();
+    let waits: Vec<_> = records
+        .iter()
+        .map(|r| log.append_async(r, Durability::FullSync))
+        .collect();
+    for r in poll_all(waits) {
+        r.expect("a task woken after the broken waker");
+    }
+    log.append(&payload(50, 10), Durability::FullSync)
+        .expect("a thread's append after the broken waker");
+    block_on(bad).expect("the broken waker's own wait, polled again");
+    block_on(log.append_async(&payload(51, 10), Durability::FullSync))
+        .expect("the driver survived the broken waker");
+    assert_eq!(read_all(&log).len(), 52);
+}
+
+/// A `Storage` whose `sync_data` panics once armed: a bug in a user's storage layer.
+struct PanickySync {
+    sim: Arc<SimStorage>,
+    armed: Arc<AtomicBool>,
+}
+
+struct PanickyFile {
+    inner: Arc<dyn StorageFile>,
+    armed: Arc<AtomicBool>,
+}
+
+impl StorageFile for PanickyFile {
+    fn write_at(&self, offset: u64, parts: &[&[u8]]) -> io::Result<()> {
+        self.inner.write_at(offset, parts)
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read_at(offset, buf)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        assert!(
+            !self.armed.load(Ordering::SeqCst),
+            "a storage bug (expected by this test)"
+        );
+        self.inner.sync_data()
+    }
+    fn size(&self) -> io::Result<u64> {
+        self.inner.size()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+}
+
+impl Storage for PanickySync {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.sim.create_dir_all(dir)
+    }
+    fn kind(&self, path: &Path) -> io::Result<Option<bool>> {
+        self.sim.kind(path)
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        self.sim.list(dir)
+    }
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>> {
+        let inner = self.sim.open(path, create)?;
+        if !path.to_string_lossy().ends_with(".seg") {
+            return Ok(inner); // spares: the preparer's, not the driver's
+        }
+        Ok(Arc::new(PanickyFile {
+            inner,
+            armed: self.armed.clone(),
+        }))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.sim.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        self.sim.remove(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.sim.sync_dir(dir)
+    }
+    fn lock(&self, path: &Path) -> io::Result<Option<Box<dyn Any + Send + Sync>>> {
+        self.sim.lock(path)
+    }
+}
+
+/// If the driver thread panics (here in a user's `Storage`), the log is poisoned with
+/// `BackgroundPanic`: every waiting task and every later call gets the error, none waits forever.
+#[test]
+fn a_panic_in_the_driver_poisons_the_log() {
+    let sim = SimStorage::new();
+    let armed = Arc::new(AtomicBool::new(false));
+    let storage = Arc::new(PanickySync {
+        sim: sim.clone(),
+        armed: armed.clone(),
+    });
+    let log = Log::open(sim_dir(), sim_options(&sim).storage(storage)).unwrap();
+    block_on(log.append_async(&payload(0, 100), Durability::FullSync)).unwrap();
+    armed.store(true, Ordering::SeqCst);
+    let records: Vec<Vec<u8>> = (1..20).map(|i| payload(i, 300)).collect();
+    let waits: Vec<_> = records
+        .iter()
+        .map(|r| log.append_async(r, Durability::FullSync))
+        .collect();
+    for (i, r) in poll_all(waits).into_iter().enumerate() {
+        match r {
+            Err(Error::Poisoned { cause }) => assert!(
+                matches!(
+                    *cause,
+                    Error::BackgroundPanic {
+                        thread: "slotlog-driver"
+                    }
+                ),
+                "task {i}: cause {cause}"
+            ),
+            other => panic!("task {i}: expected Poisoned by the driver's panic, got {other:?}"),
+        }
+    }
+    assert!(matches!(
+        log.append(b"later", Durability::NoSync),
+        Err(Error::Poisoned { .. })
+    ));
+    armed.store(false, Ordering::SeqCst);
 }
