@@ -3,20 +3,18 @@
 
 mod common;
 
-use std::any::Any;
 use std::future::Future;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-use slotlog::storage::{Fault, SimStorage, Storage, StorageFile};
+use slotlog::storage::{Fault, SimStorage};
 use slotlog::{Durability, Error, Log, Lsn, Options};
 
-use common::{payload, read_all, verify};
+use common::{payload, read_all, verify, SyncHook};
 
 fn sim_dir() -> PathBuf {
     PathBuf::from("/sim/log")
@@ -97,6 +95,18 @@ fn poll_all<F: Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
         );
         std::thread::park_timeout(Duration::from_secs(1));
     }
+}
+
+/// Runs `waits` to the end and returns the cause of each one's `Poisoned` error.
+fn causes_of_poisoned(waits: Vec<slotlog::Wait<'_>>, after: &str) -> Vec<Arc<Error>> {
+    poll_all(waits)
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| match r {
+            Err(Error::Poisoned { cause }) => cause,
+            other => panic!("task {i}: expected Poisoned after {after}, got {other:?}"),
+        })
+        .collect()
 }
 
 fn block_on<F: Future + Unpin>(f: F) -> F::Output {
@@ -218,12 +228,7 @@ fn sync_eio_fails_every_waiting_task() {
         .iter()
         .map(|r| log.append_async(r, Durability::FullSync))
         .collect();
-    for (i, r) in poll_all(waits).into_iter().enumerate() {
-        match r {
-            Err(Error::Poisoned { .. }) => {}
-            other => panic!("task {i}: expected Poisoned after EIO, got {other:?}"),
-        }
-    }
+    causes_of_poisoned(waits, "EIO");
     for d in [
         Durability::NoSync,
         Durability::WriteOnly,
@@ -377,82 +382,20 @@ fn a_panicking_waker_strands_nobody() {
     assert_eq!(read_all(&log).len(), 52);
 }
 
-/// A `Storage` whose `sync_data` panics once armed: a bug in a user's storage layer.
-struct PanickySync {
-    sim: Arc<SimStorage>,
-    armed: Arc<AtomicBool>,
-}
-
-struct PanickyFile {
-    inner: Arc<dyn StorageFile>,
-    armed: Arc<AtomicBool>,
-}
-
-impl StorageFile for PanickyFile {
-    fn write_at(&self, offset: u64, parts: &[&[u8]]) -> io::Result<()> {
-        self.inner.write_at(offset, parts)
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read_at(offset, buf)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        assert!(
-            !self.armed.load(Ordering::SeqCst),
-            "a storage bug (expected by this test)"
-        );
-        self.inner.sync_data()
-    }
-    fn size(&self) -> io::Result<u64> {
-        self.inner.size()
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)
-    }
-}
-
-impl Storage for PanickySync {
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        self.sim.create_dir_all(dir)
-    }
-    fn kind(&self, path: &Path) -> io::Result<Option<bool>> {
-        self.sim.kind(path)
-    }
-    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        self.sim.list(dir)
-    }
-    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>> {
-        let inner = self.sim.open(path, create)?;
-        if !path.to_string_lossy().ends_with(".seg") {
-            return Ok(inner); // spares: the preparer's, not the driver's
-        }
-        Ok(Arc::new(PanickyFile {
-            inner,
-            armed: self.armed.clone(),
-        }))
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.sim.rename(from, to)
-    }
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        self.sim.remove(path)
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        self.sim.sync_dir(dir)
-    }
-    fn lock(&self, path: &Path) -> io::Result<Option<Box<dyn Any + Send + Sync>>> {
-        self.sim.lock(path)
-    }
-}
-
 /// If the driver thread panics (here in a user's `Storage`), the log is poisoned with
 /// `BackgroundPanic`: every waiting task and every later call gets the error, none waits forever.
 #[test]
 fn a_panic_in_the_driver_poisons_the_log() {
     let sim = SimStorage::new();
     let armed = Arc::new(AtomicBool::new(false));
-    let storage = Arc::new(PanickySync {
-        sim: sim.clone(),
-        armed: armed.clone(),
+    // A bug in a user's storage layer: `sync_data` panics once armed.
+    let trigger = armed.clone();
+    let storage = SyncHook::new(sim.clone(), move |sync| {
+        assert!(
+            !trigger.load(Ordering::SeqCst),
+            "a storage bug (expected by this test)"
+        );
+        sync()
     });
     let log = Log::open(sim_dir(), sim_options(&sim).storage(storage)).unwrap();
     block_on(log.append_async(&payload(0, 100), Durability::FullSync)).unwrap();
@@ -462,19 +405,16 @@ fn a_panic_in_the_driver_poisons_the_log() {
         .iter()
         .map(|r| log.append_async(r, Durability::FullSync))
         .collect();
-    for (i, r) in poll_all(waits).into_iter().enumerate() {
-        match r {
-            Err(Error::Poisoned { cause }) => assert!(
-                matches!(
-                    *cause,
-                    Error::BackgroundPanic {
-                        thread: "slotlog-driver"
-                    }
-                ),
-                "task {i}: cause {cause}"
+    for cause in causes_of_poisoned(waits, "the driver's panic") {
+        assert!(
+            matches!(
+                *cause,
+                Error::BackgroundPanic {
+                    thread: "slotlog-driver"
+                }
             ),
-            other => panic!("task {i}: expected Poisoned by the driver's panic, got {other:?}"),
-        }
+            "cause {cause}"
+        );
     }
     assert!(matches!(
         log.append(b"later", Durability::NoSync),

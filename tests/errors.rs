@@ -3,20 +3,18 @@
 //! after EIO, no acknowledgement after the failure) while a reopen recovers every
 //! acknowledged record.
 
-use std::any::Any;
 use std::collections::BTreeMap;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use slotlog::storage::{Fault, SimStorage, Storage, StorageFile};
+use slotlog::storage::{Fault, SimStorage};
 use slotlog::{Durability, Error, Log, Lsn, Options};
 
 mod common;
-use common::{payload, read_all, seed, verify, Rng};
+use common::{payload, read_all, seed, verify, Rng, SyncHook};
 
 const SEGMENT_SIZE: u64 = 256 << 10;
 
@@ -32,74 +30,8 @@ fn sim_dir() -> PathBuf {
     PathBuf::from("/sim/log")
 }
 
-/// Counts the successful fdatasyncs of log segments, as opposed to the preparer's spare
-/// files: a wrapper around `SimStorage` that tags each handle by the name it was opened under.
-/// (A segment installed from a spare keeps its spare-named handle, so syncs of such segments
-/// are not counted; the tests that count keep all their records in segment 0.)
-struct Counting {
-    sim: Arc<SimStorage>,
-    log_syncs: Arc<AtomicU64>,
-}
-
-struct CountingFile {
-    inner: Arc<dyn StorageFile>,
-    log_syncs: Option<Arc<AtomicU64>>,
-}
-
-impl StorageFile for CountingFile {
-    fn write_at(&self, offset: u64, parts: &[&[u8]]) -> io::Result<()> {
-        self.inner.write_at(offset, parts)
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read_at(offset, buf)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.inner.sync_data()?;
-        if let Some(c) = &self.log_syncs {
-            c.fetch_add(1, Ordering::SeqCst);
-        }
-        Ok(())
-    }
-    fn size(&self) -> io::Result<u64> {
-        self.inner.size()
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)
-    }
-}
-
-impl Storage for Counting {
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        self.sim.create_dir_all(dir)
-    }
-    fn kind(&self, path: &Path) -> io::Result<Option<bool>> {
-        self.sim.kind(path)
-    }
-    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        self.sim.list(dir)
-    }
-    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>> {
-        let spare = path.to_string_lossy().contains("spare");
-        Ok(Arc::new(CountingFile {
-            inner: self.sim.open(path, create)?,
-            log_syncs: (!spare).then(|| self.log_syncs.clone()),
-        }))
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.sim.rename(from, to)
-    }
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        self.sim.remove(path)
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        self.sim.sync_dir(dir)
-    }
-    fn lock(&self, path: &Path) -> io::Result<Option<Box<dyn Any + Send + Sync>>> {
-        self.sim.lock(path)
-    }
-}
-
-/// A `SimStorage` behind `Counting`, and options that use it.
+/// A `SimStorage` that counts the log segments' successful fdatasyncs (`SyncHook`), and
+/// options that use it.
 struct Rig {
     sim: Arc<SimStorage>,
     log_syncs: Arc<AtomicU64>,
@@ -111,9 +43,11 @@ impl Rig {
     fn new(options: Options, segment_size: u64) -> Rig {
         let sim = SimStorage::new();
         let log_syncs = Arc::new(AtomicU64::new(0));
-        let storage = Arc::new(Counting {
-            sim: sim.clone(),
-            log_syncs: log_syncs.clone(),
+        let counter = log_syncs.clone();
+        let storage = SyncHook::new(sim.clone(), move |sync| {
+            sync()?;
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok(())
         });
         Rig {
             sim,

@@ -83,3 +83,100 @@ pub fn read_all(log: &Log) -> Vec<(Lsn, Vec<u8>)> {
         .collect::<slotlog::Result<_>>()
         .unwrap_or_else(|e| panic!("iterating the recovered log failed: {e}"))
 }
+
+/// A `SimStorage` whose log segment files (opened under a `*.seg` name, not the preparer's
+/// spares) run every `sync_data` through a hook: `around_sync(sync)` must call `sync` (or not)
+/// and return its result. Tests use it to count the log's fdatasyncs or to fail them in ways
+/// `Fault` does not cover. (A segment installed from a spare keeps its spare-named handle, so
+/// its syncs bypass the hook.)
+#[allow(dead_code)]
+pub struct SyncHook {
+    sim: std::sync::Arc<slotlog::storage::SimStorage>,
+    around_sync: std::sync::Arc<AroundSync>,
+}
+
+type AroundSync = dyn Fn(&dyn Fn() -> std::io::Result<()>) -> std::io::Result<()> + Send + Sync;
+
+struct HookedFile {
+    inner: std::sync::Arc<dyn slotlog::storage::StorageFile>,
+    around_sync: std::sync::Arc<AroundSync>,
+}
+
+#[allow(dead_code)]
+impl SyncHook {
+    pub fn new(
+        sim: std::sync::Arc<slotlog::storage::SimStorage>,
+        around_sync: impl Fn(&dyn Fn() -> std::io::Result<()>) -> std::io::Result<()>
+            + Send
+            + Sync
+            + 'static,
+    ) -> std::sync::Arc<SyncHook> {
+        std::sync::Arc::new(SyncHook {
+            sim,
+            around_sync: std::sync::Arc::new(around_sync),
+        })
+    }
+}
+
+mod sync_hook_impls {
+    use std::any::Any;
+    use std::io;
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use slotlog::storage::{Storage, StorageFile};
+
+    use super::{HookedFile, SyncHook};
+
+    impl StorageFile for HookedFile {
+        fn write_at(&self, offset: u64, parts: &[&[u8]]) -> io::Result<()> {
+            self.inner.write_at(offset, parts)
+        }
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+            self.inner.read_at(offset, buf)
+        }
+        fn sync_data(&self) -> io::Result<()> {
+            (self.around_sync)(&|| self.inner.sync_data())
+        }
+        fn size(&self) -> io::Result<u64> {
+            self.inner.size()
+        }
+        fn set_len(&self, len: u64) -> io::Result<()> {
+            self.inner.set_len(len)
+        }
+    }
+
+    impl Storage for SyncHook {
+        fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+            self.sim.create_dir_all(dir)
+        }
+        fn kind(&self, path: &Path) -> io::Result<Option<bool>> {
+            self.sim.kind(path)
+        }
+        fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+            self.sim.list(dir)
+        }
+        fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>> {
+            let inner = self.sim.open(path, create)?;
+            if !path.to_string_lossy().ends_with(".seg") {
+                return Ok(inner);
+            }
+            Ok(Arc::new(HookedFile {
+                inner,
+                around_sync: self.around_sync.clone(),
+            }))
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            self.sim.rename(from, to)
+        }
+        fn remove(&self, path: &Path) -> io::Result<()> {
+            self.sim.remove(path)
+        }
+        fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+            self.sim.sync_dir(dir)
+        }
+        fn lock(&self, path: &Path) -> io::Result<Option<Box<dyn Any + Send + Sync>>> {
+            self.sim.lock(path)
+        }
+    }
+}
