@@ -599,7 +599,8 @@ fn main() {
     let mut muop_b4 = Vec::new();
     let mut muop_floor = Vec::new();
     let mut muop_null = Vec::new();
-    let (mut muop_task_slot, mut muop_task_b4, mut muop_task_null) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut muop_task_slot, mut muop_task_b4, mut muop_task_null) =
+        (Vec::new(), Vec::new(), Vec::new());
     let floor_file =
         common::PreFile::create(&root.join("floor.dat"), 64 << 20).expect("floor file");
     let floor_buf = common::record_bytes(561_000, 5);
@@ -1178,9 +1179,24 @@ whole process: user + system) per million appends. \"–\": the system has no su
 The same scenario as MuopDB runs it (`benches/peers/src/muop_async.rs`, same command): 1,000 tokio tasks on a runtime with 2 worker threads each append one 561-byte FullSync record; timed from the first spawn until the last task finished. slotlog awaits `Log::append_async` (a waiting task holds no thread: one driver thread runs the fdatasyncs and calls the wakers). b4 is called as a tokio service calls a blocking WAL, through `spawn_blocking` (tokio's pool of up to 512 threads). Median of {muop_reps}.\n");
     let _ = writeln!(w, "| | time | × floor |\n|---|---:|---:|");
     let _ = writeln!(w, "| floor | {} | 1.00 |", fmt_dur(m_floor));
-    let _ = writeln!(w, "| harness only: 1,000 tasks spawned and joined around a no-op | {} | {:.2} |", fmt_dur(mt_null), mt_null / m_floor);
-    let _ = writeln!(w, "| slotlog, `append_async` | {} | {:.2} |", fmt_dur(mt_slot), mt_slot / m_floor);
-    let _ = writeln!(w, "| b4 write groups through `spawn_blocking` | {} | {:.2} |", fmt_dur(mt_b4), mt_b4 / m_floor);
+    let _ = writeln!(
+        w,
+        "| harness only: 1,000 tasks spawned and joined around a no-op | {} | {:.2} |",
+        fmt_dur(mt_null),
+        mt_null / m_floor
+    );
+    let _ = writeln!(
+        w,
+        "| slotlog, `append_async` | {} | {:.2} |",
+        fmt_dur(mt_slot),
+        mt_slot / m_floor
+    );
+    let _ = writeln!(
+        w,
+        "| b4 write groups through `spawn_blocking` | {} | {:.2} |",
+        fmt_dur(mt_b4),
+        mt_b4 / m_floor
+    );
     let _ = writeln!(w, "| b4 / slotlog | {:.2}× | |\n", mt_b4 / mt_slot);
 
     w.push_str(STATIC_TEXT);

@@ -19,72 +19,64 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-/// slotlog: each task awaits `append_async`.
-pub fn slotlog(log: &Arc<slotlog::Log>) -> Duration {
+/// Spawns `TASKS` tasks made by `task` on a fresh runtime and times them from the first spawn
+/// until the last one finished.
+fn time_tasks<F>(task: impl Fn() -> F) -> Duration
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
     let rt = runtime();
-    let rec: Arc<[u8]> = common::record_bytes(RECORD, 1).into();
     rt.block_on(async {
         let start = Instant::now();
-        let tasks: Vec<_> = (0..TASKS)
-            .map(|_| {
-                let (log, rec) = (log.clone(), rec.clone());
-                tokio::spawn(async move {
-                    log.append_async(&rec, Durability::FullSync)
-                        .await
-                        .expect("append_async");
-                })
-            })
-            .collect();
+        let tasks: Vec<_> = (0..TASKS).map(|_| tokio::spawn(task())).collect();
         for t in tasks {
             t.await.expect("task");
         }
         start.elapsed()
+    })
+}
+
+/// slotlog: each task awaits `append_async`.
+pub fn slotlog(log: &Arc<slotlog::Log>) -> Duration {
+    let rec: Arc<[u8]> = common::record_bytes(RECORD, 1).into();
+    time_tasks(|| {
+        let (log, rec) = (log.clone(), rec.clone());
+        async move {
+            log.append_async(&rec, Durability::FullSync)
+                .await
+                .expect("append_async");
+        }
     })
 }
 
 /// A blocking WAL called from tasks through `spawn_blocking`.
 pub fn blocking(wal: &Arc<dyn Wal>) -> Duration {
-    let rt = runtime();
     let rec: Arc<[u8]> = common::record_bytes(RECORD, 1).into();
-    rt.block_on(async {
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..TASKS)
-            .map(|_| {
-                let (wal, rec) = (wal.clone(), rec.clone());
-                tokio::spawn(async move {
-                    tokio::task::spawn_blocking(move || {
-                        wal.append(&rec, Durability::FullSync).expect("append")
-                    })
-                    .await
-                    .expect("blocking task");
-                })
+    time_tasks(|| {
+        let (wal, rec) = (wal.clone(), rec.clone());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                wal.append(&rec, Durability::FullSync).expect("append")
             })
-            .collect();
-        for t in tasks {
-            t.await.expect("task");
+            .await
+            .expect("blocking task");
         }
-        start.elapsed()
     })
 }
 
 /// The same tasks around a no-op: what spawning and joining 1,000 tasks costs.
 pub fn harness() -> Duration {
-    let rt = runtime();
-    rt.block_on(async {
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..TASKS)
-            .map(|_| tokio::spawn(async { std::hint::black_box(()) }))
-            .collect();
-        for t in tasks {
-            t.await.expect("task");
-        }
-        start.elapsed()
-    })
+    time_tasks(|| async { std::hint::black_box(()) })
 }
 
 /// FullSync appends/s and CPU by `tasks` tokio tasks on 2 workers, each appending `size`-byte
 /// records with `append_async` in a loop for `dur`: the task counterpart of a thread sweep point.
-pub fn sustained(log: &Arc<slotlog::Log>, tasks: usize, size: usize, dur: Duration) -> common::Point {
+pub fn sustained(
+    log: &Arc<slotlog::Log>,
+    tasks: usize,
+    size: usize,
+    dur: Duration,
+) -> common::Point {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     let rt = runtime();
     let stop = Arc::new(AtomicBool::new(false));

@@ -138,7 +138,11 @@ fn scenario_with_tasks(threads: usize, tasks: usize, per_thread: usize, slot_siz
     let task_results = task_handles
         .into_iter()
         .map(|h| shuttle::future::block_on(h).unwrap());
-    for mine in handles.into_iter().map(|h| h.join().unwrap()).chain(task_results) {
+    for mine in handles
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .chain(task_results)
+    {
         assert!(
             mine.windows(2).all(|w| w[0].0 < w[1].0),
             "a thread's records out of order"
