@@ -389,6 +389,11 @@ impl<S: Sink> LogBuffer<S> {
 
     /// Closes the active slot if it is still incarnation `seq`. Returns whether we closed it.
     fn close(&self, seq: u64) -> Result<bool> {
+        self.close_as(seq, Caller::Thread)
+    }
+
+    /// [`Self::close`] by `caller`: a task's close writes the slot but never syncs it.
+    fn close_as(&self, seq: u64, caller: Caller) -> Result<bool> {
         let slot = self.slot(seq);
         // AcqRel: Acquire makes the joiners' copies visible in case we become the writer (the
         // slot was fully released) and the incarnation's fields readable; Release orders our
@@ -397,7 +402,7 @@ impl<S: Sink> LogBuffer<S> {
         if old.closed() {
             return Ok(false);
         }
-        self.after_close(slot, old, CloseFor::Plain, Caller::Thread)?;
+        self.after_close(slot, old, CloseFor::Plain, caller)?;
         Ok(true)
     }
 
@@ -730,16 +735,21 @@ impl<S: Sink> LogBuffer<S> {
                 Level::Durable => self.try_sync(),
             };
         }
-        // Our bytes are not written. If they are in the active slot, and every closed slot is
-        // written (the write pipe is idle), and for a durable waiter no fdatasync is running
-        // (the group grows while it runs), close the slot: "When to close".
+        self.close_for(need, level, written, Caller::Thread)
+    }
+
+    /// A waiter's close ("When to close"), for bytes up to `need` that are not written (the
+    /// written frontier was `written`): if they are in the active slot, and every closed slot
+    /// is written (the write pipe is idle), and for a durable waiter no fdatasync is running
+    /// (the group grows while it runs), close the slot. Returns whether it closed.
+    fn close_for(&self, need: u64, level: Level, written: u64, caller: Caller) -> Result<bool> {
         let Some((seq, start)) = self.active_start() else {
             return Ok(false);
         };
         // Relaxed: a hint; the waiter is woken when it changes.
         let sync_busy = level == Level::Durable && self.syncing.load(Ordering::Relaxed);
         if need > start && written == start && !sync_busy {
-            return self.close(seq);
+            return self.close_as(seq, caller);
         }
         Ok(false)
     }

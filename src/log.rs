@@ -172,7 +172,9 @@ impl Log {
     /// first creates the next segment file (an fdatasync of a spare file and of the directory).
     /// It never waits for its own record's write or fdatasync: a driver thread of the log,
     /// started by the first async wait, closes slots and runs the fdatasyncs, and one fdatasync
-    /// wakes every task it covers. Polling the future never blocks. Dropping the last handle to
+    /// wakes every task it covers. Polling a `FullSync` future never blocks; polling a
+    /// `WriteOnly` one may close the record's slot when no write is in progress and then write
+    /// it, the same `pwrite` as above (it saves a driver round trip per write). Dropping the last handle to
     /// the log (or calling [`close`](Log::close)) flushes and joins the log's threads: do that
     /// outside the executor, e.g. in `spawn_blocking`.
     ///

@@ -495,3 +495,37 @@ fn task_waits_beside_a_thread() {
         "the task's and the thread's records never shared a slot"
     );
 }
+
+/// A task's WriteOnly wait beside a thread's WriteOnly append, with the driver running: the
+/// task closes the active slot holding its record itself when the write pipe is idle (and
+/// writes it if it is the last to leave), otherwise leaves the close to the driver. The wait
+/// may resolve only once the record is written; nobody sleeps forever; some execution has the
+/// task write its own slot.
+#[test]
+fn written_task_closes_its_own_slot() {
+    let (hit, seen) = hits();
+    model("written_task_closes_its_own_slot", 3, move || {
+        let buf = buffer(MemSink::new(1), 4, 3);
+        let bd = buf.clone();
+        let driver = spawn("driver", move || bd.run_driver());
+        let b1 = buf.clone();
+        let t1 = spawn("t1", move || append(&b1, &[1], W));
+        let (lsn, end) = buf.place_for_task(&[2], W).expect("place");
+        loom::future::block_on(buf.wait_task(end, Level::Written)).expect("task wait");
+        assert!(
+            buf.written() >= end && buf.sink().log().covered(end),
+            "the task's wait resolved before its record was written"
+        );
+        let recs = [t1.join().unwrap(), Rec { lsn, data: vec![2] }];
+        buf.stop_driver();
+        driver.join().unwrap();
+        if buf.sink().log().writes.iter().any(|w| w.by == "main") {
+            hit.fetch_add(1, Ordering::Relaxed);
+        }
+        check_final(&buf, &recs, 4);
+    });
+    assert!(
+        seen.load(Ordering::Relaxed) > 0,
+        "the task never wrote a slot itself"
+    );
+}
