@@ -1152,50 +1152,40 @@ whole process: user + system) per million appends. \"–\": the system has no su
     let _ = writeln!(w);
 
     let _ = writeln!(w, "## The MuopDB scenario\n\nCommand: `{CMD}`. 1,000 threads released by one barrier each append one 561-byte record with FullSync; time from the release until the last append returned (threads spawned before). Floor: one write of 561,000 bytes + one fdatasync on a pre-written file. \"Harness only\" runs the same driver with an append that does nothing: on 2 cores, waking 1,000 threads from one barrier and joining them costs about as much as everything else, so the targets are shown both raw and net of it (time − harness, at least the floor). Median of {muop_reps}.\n");
-    let _ = writeln!(w, "| | time | × floor |\n|---|---:|---:|");
-    let _ = writeln!(w, "| floor | {} | 1.00 |", fmt_dur(m_floor));
-    let _ = writeln!(
+    floor_table(
         w,
-        "| harness only: the same 1,000 threads released and joined, append a no-op | {} | {:.2} |",
-        fmt_dur(m_null),
-        m_null / m_floor
+        m_floor,
+        &[
+            (
+                "harness only: the same 1,000 threads released and joined, append a no-op".into(),
+                m_null,
+            ),
+            ("slotlog".into(), m_slot),
+            (
+                format!(
+                    "b4 write groups (max {} records, {} µs timeout)",
+                    common::GROUP_MAX,
+                    common::GROUP_TIMEOUT.as_micros()
+                ),
+                m_b4,
+            ),
+        ],
     );
-    let _ = writeln!(
-        w,
-        "| slotlog | {} | {:.2} |",
-        fmt_dur(m_slot),
-        m_slot / m_floor
-    );
-    let _ = writeln!(
-        w,
-        "| b4 write groups (max {} records, {} µs timeout) | {} | {:.2} |\n",
-        common::GROUP_MAX,
-        common::GROUP_TIMEOUT.as_micros(),
-        fmt_dur(m_b4),
-        m_b4 / m_floor
-    );
+    let _ = writeln!(w);
     let _ = writeln!(w, "### With tokio tasks
 
 The same scenario as MuopDB runs it (`benches/peers/src/muop_async.rs`, same command): 1,000 tokio tasks on a runtime with 2 worker threads each append one 561-byte FullSync record; timed from the first spawn until the last task finished. slotlog awaits `Log::append_async` (a waiting task holds no thread: one driver thread runs the fdatasyncs and calls the wakers). b4 is called as a tokio service calls a blocking WAL, through `spawn_blocking` (tokio's pool of up to 512 threads). Median of {muop_reps}.\n");
-    let _ = writeln!(w, "| | time | × floor |\n|---|---:|---:|");
-    let _ = writeln!(w, "| floor | {} | 1.00 |", fmt_dur(m_floor));
-    let _ = writeln!(
+    floor_table(
         w,
-        "| harness only: 1,000 tasks spawned and joined around a no-op | {} | {:.2} |",
-        fmt_dur(mt_null),
-        mt_null / m_floor
-    );
-    let _ = writeln!(
-        w,
-        "| slotlog, `append_async` | {} | {:.2} |",
-        fmt_dur(mt_slot),
-        mt_slot / m_floor
-    );
-    let _ = writeln!(
-        w,
-        "| b4 write groups through `spawn_blocking` | {} | {:.2} |",
-        fmt_dur(mt_b4),
-        mt_b4 / m_floor
+        m_floor,
+        &[
+            (
+                "harness only: 1,000 tasks spawned and joined around a no-op".into(),
+                mt_null,
+            ),
+            ("slotlog, `append_async`".into(), mt_slot),
+            ("b4 write groups through `spawn_blocking`".into(), mt_b4),
+        ],
     );
     let _ = writeln!(w, "| b4 / slotlog | {:.2}× | |\n", mt_b4 / mt_slot);
 
@@ -1209,6 +1199,15 @@ The same scenario as MuopDB runs it (`benches/peers/src/muop_async.rs`, same com
     );
     for (n, m, ok) in &targets {
         eprintln!("  {:<8} {n}: {m}", if *ok { "met" } else { "MISSED" });
+    }
+}
+
+/// A MuopDB table: time and multiple of the floor, the floor first.
+fn floor_table(w: &mut String, floor: f64, rows: &[(String, f64)]) {
+    let _ = writeln!(w, "| | time | × floor |\n|---|---:|---:|");
+    let _ = writeln!(w, "| floor | {} | 1.00 |", fmt_dur(floor));
+    for (label, t) in rows {
+        let _ = writeln!(w, "| {label} | {} | {:.2} |", fmt_dur(*t), t / floor);
     }
 }
 
