@@ -68,7 +68,9 @@ impl Driver {
 
 impl<S: Sink> LogBuffer<S> {
     /// Puts one record into the log for a task: like a `NoSync` append (it may wait briefly for
-    /// a rotation or a free slot, as any append may), and it never runs an fdatasync. Returns
+    /// a rotation or a free slot, and may write a slot, as any append may), but it never runs
+    /// the fdatasync its slot's joiners ask for (creating a segment the preparer has not made
+    /// yet still syncs that new file, as in any write: `docs/design.md`, "Async waits"). Returns
     /// the record's address and its end; wait for the end with [`Self::wait_task`].
     pub fn place_for_task(&self, data: &[u8], level: Option<Level>) -> Result<(u64, u64)> {
         let (lsn, end, _) = self.place(data, level, Caller::Task)?;
@@ -140,8 +142,8 @@ impl<S: Sink> LogBuffer<S> {
     /// progress that does not wait for I/O it did not start: closing the active slot that holds
     /// its record when the write pipe is idle (the close writes the slot if every joiner
     /// released, as a `NoSync` append's last release does). Without it a WriteOnly task waited
-    /// for a driver round trip per write: 2 tasks appending 4 KiB records made 28–33k appends/s,
-    /// 480–540k/s with it (`docs/performance-analysis.md`). A durable wait leaves the close to
+    /// for a driver round trip per write: 2 tasks appending 4 KiB records made 25–33k appends/s,
+    /// 438–537k/s with it (`docs/performance-analysis.md`). A durable wait leaves the close to
     /// the driver too: closing at every idle moment split the groups into many small writes
     /// (1,000 FullSync tasks: 10× the writes, 1.07–1.17 M/s against 1.20–1.42 M/s).
     fn poll_task(
