@@ -385,10 +385,13 @@ fn hole_case(seed: u64, hole_bytes_before_end: u64, new_records: usize, across_s
     };
     let written = build_window_log(dir.path(), &mut rng, &mut ids, until);
     let (last_lsn, _) = written.last().unwrap().clone();
+    // The first record within `hole_bytes_before_end` of the last one, but never the last
+    // record itself (a last record longer than that would leave nothing after the hole).
     let h = written
         .iter()
         .position(|(l, _)| l.as_u64() + hole_bytes_before_end > last_lsn.as_u64())
-        .unwrap();
+        .unwrap()
+        .min(written.len() - 2);
     assert!(h + 1 < written.len(), "{ctx}: no record after the hole");
     let (hole_lsn, hole_data) = written[h].clone();
     if across_segment {
