@@ -7,8 +7,12 @@ pub const SEGMENT_HEADER_LEN: usize = 64;
 pub const FRAME_HEADER_LEN: usize = 16;
 
 pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"SLOTLOG\0";
-pub(crate) const FORMAT_VERSION: u32 = 1;
-/// Set in a frame's length word for a padding frame (fills the rest of a segment).
+/// The version this build writes. Version 2 allows padding frames inside a segment (the rest of
+/// a lane's chunk); version 1 segments (padding only at a segment end) read the same way.
+pub(crate) const FORMAT_VERSION: u32 = 2;
+/// The oldest version this build reads.
+const OLDEST_READABLE_VERSION: u32 = 1;
+/// Set in a frame's length word for a padding frame (bytes no record uses).
 const PAD_FLAG: u32 = 1 << 31;
 const LEN_MASK: u32 = !PAD_FLAG;
 
@@ -126,10 +130,8 @@ pub(crate) fn parse_header(
         return Err(FrameError::BadLength);
     }
     if let FrameKind::Pad { .. } = kind {
-        // A pad always runs exactly to the segment end.
-        if kind.total_len() != room {
-            return Err(FrameError::BadLength);
-        }
+        // A pad ends at the segment end or anywhere before it (the rest of a lane's chunk); its
+        // header is checksummed, its body is not.
         let mut crc = crc32fast::Hasher::new_with_initial(seed);
         crc.update(&h[0..12]);
         if crc.finalize() != stored_crc(h) {
@@ -201,7 +203,7 @@ impl SegmentHeader {
         if crc32fast::hash(&b[0..60]) != u32_at(60) {
             return Err("segment header checksum mismatch");
         }
-        if u32_at(8) != FORMAT_VERSION {
+        if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&u32_at(8)) {
             return Err("unsupported format version");
         }
         if u32_at(12) as usize != SEGMENT_HEADER_LEN {
@@ -279,16 +281,27 @@ mod tests {
     }
 
     #[test]
-    fn pad_frame_must_reach_segment_end() {
+    fn pad_frame_stays_inside_its_segment() {
         let seed = crc_seed(7);
         let h = pad_header(seed, 64, 40);
         assert_eq!(
             parse_header(seed, 64, &h, 40, 0),
             Ok(FrameKind::Pad { len: 24 })
         );
+        // Inside a segment (the rest of a lane's chunk): valid too.
         assert_eq!(
             parse_header(seed, 64, &h, 41, 0),
+            Ok(FrameKind::Pad { len: 24 })
+        );
+        assert_eq!(
+            parse_header(seed, 64, &h, 39, 0),
             Err(FrameError::BadLength)
+        );
+        let mut bad = h;
+        bad[9] ^= 1;
+        assert_eq!(
+            parse_header(seed, 64, &bad, 4096, 0),
+            Err(FrameError::BadChecksum)
         );
     }
 
@@ -311,5 +324,28 @@ mod tests {
             Some(4096)
         );
         assert_eq!(parse_segment_file_name("LOCK"), None);
+    }
+
+    #[test]
+    fn segment_versions_read_and_refused() {
+        let h = SegmentHeader {
+            log_id: 9,
+            base: 4096,
+            payload: 1 << 20,
+            window: 1 << 22,
+            max_record: 1 << 16,
+        };
+        let with_version = |v: u32| {
+            let mut b = h.encode();
+            b[8..12].copy_from_slice(&v.to_le_bytes());
+            let crc = crc32fast::hash(&b[0..60]);
+            b[60..64].copy_from_slice(&crc.to_le_bytes());
+            SegmentHeader::decode(&b)
+        };
+        assert_eq!(FORMAT_VERSION, 2);
+        assert_eq!(with_version(1), Ok(h), "version 1 segments stay readable");
+        assert_eq!(with_version(2), Ok(h));
+        assert_eq!(with_version(3), Err("unsupported format version"));
+        assert_eq!(with_version(0), Err("unsupported format version"));
     }
 }

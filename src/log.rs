@@ -549,6 +549,7 @@ impl LogIter {
                         }));
                     }
                 }
+                Step::Pad { total } => self.pos += total,
                 Step::SegmentEnd => self.pos = scanner.segment().end(),
                 Step::Damage { reason } => {
                     let seg = scanner.segment();

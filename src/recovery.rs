@@ -153,7 +153,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
         let mut scanner = Scanner::new(seg.clone(), seed, max_record);
         loop {
             match scanner.step(pos)? {
-                Step::Record { total } => pos += total,
+                Step::Record { total } | Step::Pad { total } => pos += total,
                 Step::SegmentEnd => {
                     pos = seg.end();
                     continue 'segments;

@@ -16,7 +16,10 @@ const CHUNK: usize = 256 << 10;
 pub(crate) enum Step {
     /// A valid record frame of `total` bytes; its data is `Scanner::data()`.
     Record { total: u64 },
-    /// The segment's records end here (a padding frame, or too little room for a header).
+    /// A valid padding frame of `total` bytes: no record uses them. It runs to the segment end,
+    /// or covers the unused rest of a lane's chunk inside it.
+    Pad { total: u64 },
+    /// Too little room for a header: the segment's frames end here.
     SegmentEnd,
     /// No valid frame at this address.
     Damage { reason: &'static str },
@@ -83,7 +86,11 @@ impl Scanner {
                     reason: e.describe(),
                 })
             }
-            Ok(FrameKind::Pad { .. }) => return Ok(Step::SegmentEnd),
+            Ok(kind @ FrameKind::Pad { .. }) => {
+                return Ok(Step::Pad {
+                    total: kind.total_len(),
+                })
+            }
             Ok(FrameKind::Record { len }) => len as usize,
         };
         // `len` is bounded by max_record and by the segment's room (checked above).
@@ -150,10 +157,7 @@ pub(crate) fn find_survivors(
             }
             if u64::from_le_bytes(chunk[i..i + 8].try_into().unwrap()) == lsn {
                 let total = match verify.step(lsn)? {
-                    Step::Record { total } => Some(total),
-                    Step::SegmentEnd if seg.end() - lsn >= FRAME_HEADER_LEN as u64 => {
-                        Some(seg.end() - lsn)
-                    }
+                    Step::Record { total } | Step::Pad { total } => Some(total),
                     _ => None,
                 };
                 if let Some(total) = total {
