@@ -19,6 +19,7 @@ use crate::sync::{
 };
 use crate::waiters::{Level, Passed, Sleeper, WaitList, Work};
 
+mod lanes;
 mod tasks;
 pub use tasks::TaskWait;
 
@@ -47,6 +48,11 @@ pub struct BufferConfig {
     pub slot_size: usize,
     /// Slots in the pool (at least 3).
     pub slot_pool: usize,
+    /// Per-CPU lanes for small NoSync records; 0 turns them off ("Lanes").
+    pub lanes: usize,
+    /// Bytes of a lane's chunk (at most a quarter of a slot); records of frames up to a quarter
+    /// of it go through the lanes.
+    pub lane_chunk: usize,
 }
 
 /// Why a closer closes; decides what the rotation reserves after the closed slot.
@@ -98,6 +104,10 @@ pub struct LogBuffer<S: Sink> {
     slot_size: u64,
     /// Frames larger than this bypass the buffers.
     unbuffered_over: u64,
+    lanes: lanes::Lanes,
+    lane_chunk: u64,
+    /// NoSync frames up to this go through a lane.
+    lane_frame_max: u64,
     /// Sequence number of the active slot.
     active: CachePadded<AtomicU64>,
     ring: Mutex<Ring>,
@@ -128,6 +138,8 @@ struct Ticket<'a> {
     seq: u64,
     offset: u64,
     lsn: u64,
+    /// The join's CAS failed at least once: another thread joined at the same time.
+    contended: bool,
 }
 
 impl<S: Sink> LogBuffer<S> {
@@ -136,11 +148,21 @@ impl<S: Sink> LogBuffer<S> {
     pub fn new(sink: S, config: BufferConfig, start: u64) -> Self {
         assert!(config.slot_pool >= 3, "slot_pool must be at least 3");
         assert!(config.slot_size as u64 <= crate::slot::MAX_SLOT_SIZE);
+        assert!(
+            config.lanes == 0
+                || (config.lane_chunk <= config.slot_size / 4
+                    && config.lane_chunk as u64 <= lanes::MAX_CHUNK
+                    && config.lane_chunk / 4 > sink.header_len()),
+            "lane_chunk must fit four times in a slot and hold a frame with data"
+        );
         let n = config.slot_pool;
         let buffer = LogBuffer {
             slots: (0..n).map(|_| Slot::new(config.slot_size)).collect(),
             slot_size: config.slot_size as u64,
             unbuffered_over: (config.slot_size / 2).max(sink.header_len() + 1) as u64,
+            lanes: lanes::new_lanes(config.lanes),
+            lane_chunk: config.lane_chunk as u64,
+            lane_frame_max: (config.lane_chunk / 4) as u64,
             sink,
             active: CachePadded::new(AtomicU64::new(0)),
             ring: Mutex::new(Ring {
@@ -249,6 +271,13 @@ impl<S: Sink> LogBuffer<S> {
         level: Option<Level>,
         caller: Caller,
     ) -> Result<(u64, u64)> {
+        let laned = level.is_none() && !self.lanes.is_empty() && frame <= self.lane_frame_max;
+        if laned {
+            if let Some(lsn) = self.append_in_lane(data, frame, caller)? {
+                // A NoSync record's unit is never waited on.
+                return Ok((lsn, u64::MAX));
+            }
+        }
         let t = self.join(frame, caller)?;
         let header = self.sink.record_header(t.lsn, data);
         // SAFETY: the join reserved `offset..offset + frame` of this incarnation's buffer for
@@ -269,22 +298,32 @@ impl<S: Sink> LogBuffer<S> {
                 t.slot.want.fetch_max(level as u8, Ordering::Relaxed);
             }
         }
-        // AcqRel: Release publishes our copy (and `want`) to whoever writes the slot; Acquire,
-        // for the case that we are that writer, makes every other joiner's copy visible to us.
-        let before = State(
-            t.slot
-                .state
-                .fetch_add(State::release_delta(frame), Ordering::AcqRel),
-        );
-        let after = State(before.0 + State::release_delta(frame));
-        if after.complete() {
-            self.write_slot(t.slot, t.seq, after, caller)?;
+        if let Some(st) = self.release(t.slot, frame) {
+            self.write_slot(t.slot, t.seq, st, caller)?;
+        }
+        // The slot's word is contended: take this CPU's lane for the next small records.
+        if laned && (t.contended || cfg!(any(slotlog_loom, slotlog_shuttle))) {
+            self.claim_lane(caller)?;
         }
         Ok((t.lsn, t.seq))
     }
 
+    /// Releases `bytes` of `slot` after their copy. Returns the state word if this release
+    /// completed a closed slot: then the caller is its writer.
+    fn release(&self, slot: &Slot, bytes: u64) -> Option<State> {
+        // AcqRel: Release publishes our copy (and `want`) to whoever writes the slot; Acquire,
+        // for the case that we are that writer, makes every other joiner's copy visible to us.
+        let before = State(
+            slot.state
+                .fetch_add(State::release_delta(bytes), Ordering::AcqRel),
+        );
+        let after = State(before.0 + State::release_delta(bytes));
+        after.complete().then_some(after)
+    }
+
     /// Reserves `frame` bytes in the active slot ("Joining").
     fn join(&self, frame: u64, caller: Caller) -> Result<Ticket<'_>> {
+        let mut contended = false;
         loop {
             self.check_poison()?;
             // Acquire: pairs with the Release store in `activate`, so the slot's fields belong
@@ -327,9 +366,11 @@ impl<S: Sink> LogBuffer<S> {
                             seq,
                             offset: s.joined(),
                             lsn,
+                            contended,
                         });
                     }
                     Err(now) => {
+                        contended = true;
                         self.counters.cas_retries.inc();
                         s = State(now);
                     }
@@ -421,6 +462,8 @@ impl<S: Sink> LogBuffer<S> {
         let seq = slot.seq.load(Ordering::Relaxed);
         let end = slot.base.load(Ordering::Relaxed).wrapping_add(old.joined());
         let extent = self.rotate(seq, end, why)?;
+        // Every chunk in the closed slot must be finished before the slot can be written.
+        self.close_lanes(caller)?;
         let closed = State(old.0 | CLOSED);
         if closed.complete() {
             self.write_slot(slot, seq, closed, caller)?;
@@ -846,6 +889,7 @@ impl<S: Sink> LogBuffer<S> {
                 s.released()
             ));
         }
+        self.dump_lanes(&mut out);
         out
     }
 }

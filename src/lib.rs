@@ -56,7 +56,7 @@ mod waiters;
 pub use crate::error::{Error, Result};
 pub use crate::log::{Log, LogIter, Record, Wait};
 pub use crate::lsn::Lsn;
-pub use crate::options::{Durability, Options, RecoveryMode};
+pub use crate::options::{Durability, Options, RecoveryMode, MAX_LANES};
 pub use crate::stats::Stats;
 
 /// The slot protocol without files, for the loom models in `loom-tests/` and other model

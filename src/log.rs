@@ -110,6 +110,8 @@ impl Log {
         let config = BufferConfig {
             slot_size: options.slot_size,
             slot_pool: options.slot_pool,
+            lanes: options.lane_count(),
+            lane_chunk: options.lane_chunk(),
         };
         let buffer = LogBuffer::new(SegmentSink(segments.clone()), config, recovered.end);
         let inner = Arc::new(Inner {

@@ -39,6 +39,15 @@ pub enum RecoveryMode {
     KeepValidPrefix,
 }
 
+/// The most lanes a log can have (see [`Options::lanes`]): a slot's closer closes every lane,
+/// so the count is bounded even on machines with many CPUs.
+pub const MAX_LANES: usize = 16;
+
+/// Bytes of a lane's chunk, at most.
+const LANE_CHUNK: usize = 8 << 10;
+/// Slots too small for a chunk this big get no lanes.
+const MIN_LANE_CHUNK: usize = 256;
+
 /// Options for [`Log::open`](crate::Log::open): `Options::default()` plus chainable setters.
 ///
 /// ```
@@ -50,6 +59,7 @@ pub struct Options {
     pub(crate) segment_size: u64,
     pub(crate) slot_size: usize,
     pub(crate) slot_pool: usize,
+    pub(crate) lanes: Option<usize>,
     pub(crate) max_record_size: usize,
     pub(crate) flush_interval: Option<Duration>,
     pub(crate) recovery: RecoveryMode,
@@ -63,6 +73,7 @@ impl Default for Options {
             segment_size: 64 << 20,
             slot_size: 256 << 10,
             slot_pool: 4,
+            lanes: None,
             max_record_size: 16 << 20,
             flush_interval: Some(Duration::from_millis(10)),
             recovery: RecoveryMode::TolerateTornTail,
@@ -78,6 +89,7 @@ impl fmt::Debug for Options {
             .field("segment_size", &self.segment_size)
             .field("slot_size", &self.slot_size)
             .field("slot_pool", &self.slot_pool)
+            .field("lanes", &self.lanes)
             .field("max_record_size", &self.max_record_size)
             .field("flush_interval", &self.flush_interval)
             .field("recovery", &self.recovery)
@@ -105,6 +117,19 @@ impl Options {
     /// that reserves an unbuffered record needs two free entries besides the slot it closes.
     pub fn slot_pool(mut self, slots: usize) -> Self {
         self.slot_pool = slots;
+        self
+    }
+
+    /// Lanes for small `NoSync` records: per-CPU chunks of the active slot, so that appenders
+    /// on different cores do not contend for the slot's state word (`docs/design.md`, "Lanes").
+    /// Default: one per CPU (`available_parallelism`, at most [`MAX_LANES`]); none on one CPU
+    /// or with slots under 1 KiB. `0` turns them off. A lane's chunk holds 8 KiB (a quarter of
+    /// the slot if that is less), and records whose frame (16 + length) is at most a quarter of
+    /// a chunk (2 KiB) use a lane once the slot's word is contended. When a slot closes before
+    /// a chunk is full, the chunk's rest is written as a padding frame: at most one chunk per
+    /// lane per slot close ([`Stats::lane_pad_bytes`](crate::Stats::lane_pad_bytes)).
+    pub fn lanes(mut self, lanes: usize) -> Self {
+        self.lanes = Some(lanes);
         self
     }
 
@@ -154,6 +179,26 @@ impl Options {
         self.slot_pool as u64 * (self.slot_size as u64).max(self.max_frame())
     }
 
+    /// The lanes this log uses (see [`Options::lanes`]).
+    pub(crate) fn lane_count(&self) -> usize {
+        if self.lane_chunk() < MIN_LANE_CHUNK {
+            return 0;
+        }
+        self.lanes.unwrap_or_else(|| {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            if cpus < 2 {
+                0
+            } else {
+                cpus.min(MAX_LANES)
+            }
+        })
+    }
+
+    /// Bytes of a lane's chunk: 8 KiB, or a quarter of a slot if that is less.
+    pub(crate) fn lane_chunk(&self) -> usize {
+        LANE_CHUNK.min(self.slot_size / 4)
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         let bad = |why: String| Err(Error::InvalidOptions(why));
         if self.slot_pool < 3 || self.slot_pool > 1024 {
@@ -168,6 +213,11 @@ impl Options {
                 2 * FRAME_HEADER_LEN,
                 self.slot_size
             ));
+        }
+        if let Some(lanes) = self.lanes {
+            if lanes > MAX_LANES {
+                return bad(format!("lanes must be at most {MAX_LANES}, got {lanes}"));
+            }
         }
         if self.max_record_size > 1 << 30 {
             return bad(format!(

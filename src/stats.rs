@@ -13,7 +13,10 @@ pub(crate) struct Counter(AtomicU64);
 
 impl Counter {
     pub(crate) fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.add(1);
+    }
+    pub(crate) fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
     }
     pub(crate) fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
@@ -74,6 +77,8 @@ pub(crate) struct Counters {
     pub(crate) pool_waits: Counter,
     pub(crate) unbuffered: Counter,
     pub(crate) pads: Counter,
+    pub(crate) lane_chunks: Counter,
+    pub(crate) lane_pad_bytes: Counter,
     pub(crate) write_only_appends: Counter,
     pub(crate) full_sync_appends: Counter,
 }
@@ -138,6 +143,12 @@ pub struct Stats {
     pub slots_closed_full: u64,
     /// Failed CAS attempts while joining a slot (contention on the state word).
     pub cas_retries: u64,
+    /// Lane chunks finished: each carried a run of small `NoSync` records of one CPU, joined
+    /// into a slot as one block ("Lanes" in `docs/design.md`).
+    pub lane_chunks: u64,
+    /// Bytes of padding written for the unused rest of lane chunks (a chunk is cut short when
+    /// its slot closes: a durable append, `flush`, or the flusher's tick).
+    pub lane_pad_bytes: u64,
     /// Times a thread parked (slept) waiting: for a frontier, a rotation or a free slot.
     pub parks: u64,
     /// Of `parks`, those of a frontier waiter that slept as a follower: another waiter of the
@@ -185,6 +196,8 @@ impl Counters {
             slots_closed: self.slots_closed.get(),
             slots_closed_full: self.slots_full.get(),
             cas_retries: self.cas_retries.get(),
+            lane_chunks: self.lane_chunks.get(),
+            lane_pad_bytes: self.lane_pad_bytes.get(),
             parks: self.parks.get(),
             follower_parks: self.follower_parks.get(),
             pool_waits: self.pool_waits.get(),

@@ -75,6 +75,15 @@ mod loom_atomics {
                 ) -> Result<$t, $t> {
                     self.0.compare_exchange_weak(current, new, success, failure)
                 }
+                pub(crate) fn compare_exchange(
+                    &self,
+                    current: $t,
+                    new: $t,
+                    success: Ordering,
+                    failure: Ordering,
+                ) -> Result<$t, $t> {
+                    self.0.compare_exchange(current, new, success, failure)
+                }
                 $(
                     pub(crate) fn $fetch(&self, v: $t, order: Ordering) -> $t {
                         self.0.$fetch(v, order)
@@ -86,7 +95,7 @@ mod loom_atomics {
 
     atomic!(AtomicBool, bool, fetch_or);
     atomic!(AtomicU8, u8, fetch_or, fetch_max, fetch_add);
-    atomic!(AtomicU64, u64, fetch_or, fetch_max, fetch_add);
+    atomic!(AtomicU64, u64, fetch_or, fetch_and, fetch_max, fetch_add);
     atomic!(AtomicUsize, usize, fetch_or, fetch_max, fetch_add);
 }
 #[cfg(slotlog_loom)]
@@ -131,6 +140,36 @@ pub(crate) fn spin_hint() {
     std::hint::spin_loop();
     #[cfg(any(slotlog_loom, slotlog_shuttle))]
     rt::thread::yield_now();
+}
+
+/// The lane (below `lanes`) for the calling thread: the CPU it runs on, so that two threads on
+/// different cores append on different cache lines. Only locality depends on it; any
+/// lane is correct. Model builds use the model thread's id, so that a model's threads spread
+/// over the lanes deterministically.
+#[inline]
+pub(crate) fn current_lane(lanes: usize) -> usize {
+    #[cfg(not(any(slotlog_loom, slotlog_shuttle)))]
+    {
+        // SAFETY: `sched_getcpu` takes no arguments and touches no memory of ours (glibc reads
+        // the CPU from the thread's rseq area, a few ns); -1 on failure becomes lane 0.
+        let cpu = unsafe { libc::sched_getcpu() };
+        cpu.max(0) as usize % lanes
+    }
+    #[cfg(slotlog_loom)]
+    {
+        // loom's ThreadId has no accessor; its Debug form is `ThreadId(n)`.
+        let id = format!("{:?}", rt::thread::current().id());
+        let n: usize = id
+            .trim_start_matches("ThreadId(")
+            .trim_end_matches(')')
+            .parse()
+            .unwrap_or(0);
+        n % lanes
+    }
+    #[cfg(slotlog_shuttle)]
+    {
+        usize::from(rt::thread::current().id()) % lanes
+    }
 }
 
 /// A mutual-exclusion lock with a `lock()` that cannot fail (no poisoning), in every build.

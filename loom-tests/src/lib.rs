@@ -40,6 +40,9 @@ pub struct SinkLog {
     pub writes: Vec<Write>,
     /// Every sync `(from, to)`, in order.
     pub syncs: Vec<(u64, u64)>,
+    /// The unused rests of lane chunks `(lsn, bytes)`: their bytes arrive with their slot's
+    /// write and are recorded as padding.
+    pub chunk_pads: Vec<(u64, u64)>,
 }
 
 impl SinkLog {
@@ -129,9 +132,15 @@ impl Sink for MemSink {
     }
 
     fn pad_header(&self, lsn: u64, total: u64) -> Option<[u8; 16]> {
-        // The protocol asks for a padding header only when it writes the padding, so this is
-        // where the padding counts as written. No header: the model's padding is a bare hole.
         let mut log = self.log();
+        if self.segment.is_none() {
+            // No segments, so no segment-end padding: this is the rest of a lane chunk, whose
+            // bytes come with its slot's write. No header: the model's padding is a bare hole.
+            log.chunk_pads.push((lsn, total));
+            return None;
+        }
+        // Segment-end padding: the protocol asks for a header only when it writes the padding,
+        // so this is where the padding counts as written.
         self.mark(
             &mut log,
             lsn,
@@ -159,10 +168,16 @@ impl Sink for MemSink {
                 "write at {lsn} crosses a segment end"
             );
         }
+        let pads = log.chunk_pads.clone();
+        let in_pad = |at: u64| pads.iter().any(|&(p, n)| p <= at && at < p + n);
         self.mark(
             &mut log,
             lsn,
-            parts.iter().flat_map(|p| p.iter().copied()),
+            parts
+                .iter()
+                .flat_map(|p| p.iter().copied())
+                .enumerate()
+                .map(|(i, b)| if in_pad(lsn + i as u64) { PAD } else { b }),
             "write",
         );
         log.writes.push(Write {
@@ -194,13 +209,34 @@ impl Sink for MemSink {
 /// The buffer under test.
 pub type Buf = LogBuffer<MemSink>;
 
-/// A buffer over a fresh [`MemSink`], starting at address 0. Call inside the model.
+/// A buffer over a fresh [`MemSink`], starting at address 0, without lanes. Call inside the
+/// model.
 pub fn buffer(sink: MemSink, slot_size: usize, slot_pool: usize) -> Arc<Buf> {
+    buffer_with_lanes(sink, slot_size, slot_pool, 0, 0)
+}
+
+/// [`buffer`] with `lanes` lanes of `lane_chunk`-byte chunks. In model builds an appender
+/// claims its lane after every direct NoSync join, not only after contention, so that the
+/// models reach the lane protocol in few steps. The sink must have no segments (see
+/// `MemSink::pad_header`).
+pub fn buffer_with_lanes(
+    sink: MemSink,
+    slot_size: usize,
+    slot_pool: usize,
+    lanes: usize,
+    lane_chunk: usize,
+) -> Arc<Buf> {
+    assert!(
+        lanes == 0 || sink.segment.is_none(),
+        "lanes need a sink without segments"
+    );
     Arc::new(LogBuffer::new(
         sink,
         BufferConfig {
             slot_size,
             slot_pool,
+            lanes,
+            lane_chunk,
         },
         0,
     ))

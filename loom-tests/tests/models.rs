@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use slotlog::protocol::Level;
 use slotlog_loom_tests::{
-    active_seq, append, buffer, check_final, model, observe, spawn, MemSink, Rec,
+    active_seq, append, buffer, buffer_with_lanes, check_final, model, observe, spawn, MemSink, Rec,
 };
 
 const W: Option<Level> = Some(Level::Written);
@@ -527,5 +527,51 @@ fn written_task_closes_its_own_slot() {
     assert!(
         seen.load(Ordering::Relaxed) > 0,
         "the task never wrote a slot itself"
+    );
+}
+
+/// Lanes ("Lanes" in docs/design.md): two NoSync appenders (on lanes 1 and 0 by their loom
+/// thread ids; t1 appends twice, t2 once) and a flusher. In a model build an appender claims
+/// its lane after each direct NoSync join, so each thread's first record goes to the slot
+/// directly and t1's second through its lane's chunk (4 bytes of a 16-byte slot, 1-byte
+/// frames); t2's chunk stays empty until a close pads it. The
+/// flusher's close races the claims: a chunk joined into a slot that closes before its lane is
+/// open must still be finished (the claimer's re-check), and every chunk in a closed slot must
+/// be finished before the slot can be written (the closer closes every lane). Every record must
+/// be written exactly once at its address, and every other byte of a written slot must be the
+/// padding of a chunk's unused rest.
+#[test]
+fn lanes_beside_a_flush() {
+    let (hit, seen) = hits();
+    model("lanes_beside_a_flush", 2, move || {
+        let buf = buffer_with_lanes(MemSink::new(0), 16, 3, 2, 4);
+        let b = buf.clone();
+        let t1 = spawn("t1", move || {
+            vec![append(&b, &[1], None), append(&b, &[2], None)]
+        });
+        let b = buf.clone();
+        let t2 = spawn("t2", move || vec![append(&b, &[3], None)]);
+        let b = buf.clone();
+        let flusher = spawn("flusher", move || {
+            let end = b.reserved_end().expect("reserved_end");
+            b.flush().expect("flush");
+            assert!(
+                b.written() >= end,
+                "flush returned before {end} was written"
+            );
+        });
+        let mut recs = t1.join().unwrap();
+        recs.extend(t2.join().unwrap());
+        flusher.join().unwrap();
+        if buf.stats().lane_chunks > 0 || buf.debug_dump().contains("lane") {
+            hit.fetch_add(1, Ordering::Relaxed);
+        }
+        let end = buf.reserved_end().expect("reserved_end");
+        check_final(&buf, &recs, end);
+        assert!(buf.stats().lane_chunks >= 2, "both lanes carried a chunk");
+    });
+    assert!(
+        seen.load(Ordering::Relaxed) > 0,
+        "no chunk was finished before the final flush"
     );
 }

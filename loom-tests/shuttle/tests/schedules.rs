@@ -17,6 +17,9 @@ use slotlog::protocol::{BufferConfig, Level, LogBuffer, Sink};
 struct MemSink {
     writes: Mutex<BTreeMap<u64, Vec<u8>>>,
     synced: Mutex<u64>,
+    /// Every padding the protocol asked a header for `(lsn, bytes)`: segment ends (never
+    /// written) and the rests of lane chunks (written with their slot).
+    pads: Mutex<Vec<(u64, u64)>>,
 }
 
 const SEGMENT: u64 = 40;
@@ -28,7 +31,8 @@ impl Sink for MemSink {
     fn record_header(&self, _lsn: u64, _data: &[u8]) -> [u8; 16] {
         [0; 16]
     }
-    fn pad_header(&self, _lsn: u64, _total: u64) -> Option<[u8; 16]> {
+    fn pad_header(&self, lsn: u64, total: u64) -> Option<[u8; 16]> {
+        self.pads.lock().unwrap().push((lsn, total));
         None
     }
     fn segment_end(&self, lsn: u64) -> u64 {
@@ -78,11 +82,19 @@ fn scenario(threads: usize, per_thread: usize, slot_size: usize) {
 /// [`scenario`] with `tasks` async tasks appending next to the threads (place, then await the
 /// frontier their level asks for), and the driver thread that does the tasks' work.
 fn scenario_with_tasks(threads: usize, tasks: usize, per_thread: usize, slot_size: usize) {
+    scenario_full(threads, tasks, per_thread, slot_size, 0);
+}
+
+/// `lanes` lanes with chunks of a quarter slot (records of frames up to a sixteenth of a slot
+/// go through them; in model builds every thread claims its lane after a direct NoSync join).
+fn scenario_full(threads: usize, tasks: usize, per_thread: usize, slot_size: usize, lanes: usize) {
     let buf = Arc::new(LogBuffer::new(
         MemSink::default(),
         BufferConfig {
             slot_size,
             slot_pool: 3,
+            lanes,
+            lane_chunk: slot_size / 4,
         },
         0,
     ));
@@ -176,13 +188,46 @@ fn scenario_with_tasks(threads: usize, tasks: usize, per_thread: usize, slot_siz
             "record at {lsn} damaged"
         );
     }
-    let record_bytes: usize = all.iter().map(|(_, d)| d.len()).sum();
-    let written_bytes: usize = writes.values().map(|b| b.len()).sum();
-    assert_eq!(
-        written_bytes, record_bytes,
-        "bytes written other than the records"
+    LANE_CHUNKS.fetch_add(
+        buf.stats().lane_chunks as usize,
+        std::sync::atomic::Ordering::Relaxed,
     );
+    // Every written byte belongs to exactly one record, or to a lane chunk's padding.
+    let pads = buf.sink().pads.lock().unwrap();
+    let mut owner: BTreeMap<u64, &str> = BTreeMap::new();
+    for (lsn, data) in &all {
+        for a in *lsn..*lsn + data.len() as u64 {
+            assert!(
+                owner.insert(a, "record").is_none(),
+                "records overlap at {a}"
+            );
+        }
+    }
+    for &(lsn, total) in pads.iter() {
+        for a in lsn..lsn + total {
+            assert!(owner.insert(a, "pad").is_none(), "padding overlaps at {a}");
+        }
+    }
+    for (&at, bytes) in writes.iter() {
+        for a in at..at + bytes.len() as u64 {
+            assert!(
+                owner.contains_key(&a),
+                "byte {a} written, but neither record nor padding"
+            );
+        }
+    }
+    if lanes == 0 {
+        let record_bytes: usize = all.iter().map(|(_, d)| d.len()).sum();
+        let written_bytes: usize = writes.values().map(|b| b.len()).sum();
+        assert_eq!(
+            written_bytes, record_bytes,
+            "bytes written other than the records"
+        );
+    }
 }
+
+/// Lane chunks finished over every schedule run so far (the lanes test fails if none was).
+static LANE_CHUNKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 fn iters() -> usize {
     std::env::var("SLOTLOG_SHUTTLE_ITERS")
@@ -231,6 +276,19 @@ fn waiters_across_slots_with_unbuffered_records() {
     check("waiters_across_slots_with_unbuffered_records", || {
         scenario(10, 6, 16)
     });
+}
+
+#[test]
+fn lanes_beside_direct_joins_and_waiters() {
+    // 32-byte slots, 8-byte chunks, 2-byte frames in lanes: chunks fill, get cut by closes and
+    // by full slots, and sit beside WriteOnly/FullSync records, flush and sync.
+    check("lanes_beside_direct_joins_and_waiters", || {
+        scenario_full(8, 0, 6, 32, 2)
+    });
+    assert!(
+        LANE_CHUNKS.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "no record went through a lane"
+    );
 }
 
 #[test]

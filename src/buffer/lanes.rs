@@ -1,0 +1,298 @@
+//! Lanes: per-CPU chunks of the active slot for small `NoSync` records ("Lanes" in
+//! `docs/design.md`).
+//!
+//! With one active slot, every append does two read-modify-writes (join, release) on one state
+//! word, and two cores appending at once pass its cache line back and forth on nearly every
+//! append. A lane is a per-CPU sub-allocator: it holds a *chunk* of `lane_chunk` bytes, joined
+//! into the active slot like one big record, and small NoSync records join the chunk on the
+//! lane's word and release it on the chunk's counter, lines that only that CPU's threads write.
+//! The slot's word is touched once per chunk.
+//!
+//! The lane word: `CLOSED` (bit 63), `CLAIMING` (bit 62), the index of the lane's current chunk
+//! (bits 39..32), and `joined` (bits 23..0), the bytes of that chunk handed out.
+//!
+//! A chunk's counter: `CLOSED` (bit 63), its final `joined` (bits 55..32, added by the thread
+//! that closed the lane on it), `released` (bits 23..0). Whoever's RMW makes it closed with
+//! `released == joined` *finishes* the chunk: pads its unused rest, marks it free, and releases
+//! the whole chunk on the slot's word (writing the slot if that completes it). A lane keeps
+//! [`CHUNKS_PER_LANE`] chunks, so that a thread preempted in the middle of its copy holds up one
+//! chunk, not the lane.
+
+use super::{Caller, LogBuffer, Sink};
+use crate::error::Result;
+use crate::sync::{AtomicBool, AtomicU64, Ordering};
+use crossbeam_utils::CachePadded;
+use std::fmt::Write as _;
+
+const CLOSED: u64 = 1 << 63;
+const CLAIMING: u64 = 1 << 62;
+const INDEX_SHIFT: u32 = 32;
+const INDEX_MASK: u64 = 0xff;
+const JOINED_SHIFT: u32 = 32;
+const COUNT_MASK: u64 = (1 << 24) - 1;
+
+/// Chunks per lane: a lane falls back to direct joins only while all of them are draining.
+#[cfg(not(any(slotlog_loom, slotlog_shuttle)))]
+pub(crate) const CHUNKS_PER_LANE: usize = 16;
+#[cfg(any(slotlog_loom, slotlog_shuttle))]
+pub(crate) const CHUNKS_PER_LANE: usize = 2;
+
+/// The largest chunk the words can describe.
+pub(crate) const MAX_CHUNK: u64 = COUNT_MASK;
+
+/// One chunk: where it lies, and its release counter. `seq`/`at` are written by the lane's
+/// claimer while the chunk is free, and read by joiners after their join and by the finisher.
+struct Chunk {
+    count: CachePadded<AtomicU64>,
+    /// Sequence number of the slot that holds the chunk.
+    seq: AtomicU64,
+    /// Buffer offset of the chunk in that slot.
+    at: AtomicU64,
+    /// Not in use: a claimer may take it.
+    free: AtomicBool,
+}
+
+/// One lane: its word and its chunks.
+pub(crate) struct Lane {
+    word: CachePadded<AtomicU64>,
+    chunks: Box<[Chunk]>,
+}
+
+pub(crate) type Lanes = Box<[Lane]>;
+
+pub(crate) fn new_lanes(n: usize) -> Lanes {
+    (0..n)
+        .map(|_| Lane {
+            // Closed on chunk 0, which is free: the first appender claims.
+            word: CachePadded::new(AtomicU64::new(CLOSED)),
+            chunks: (0..CHUNKS_PER_LANE)
+                .map(|_| Chunk {
+                    count: CachePadded::new(AtomicU64::new(0)),
+                    seq: AtomicU64::new(0),
+                    at: AtomicU64::new(0),
+                    free: AtomicBool::new(true),
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+fn index(w: u64) -> usize {
+    ((w >> INDEX_SHIFT) & INDEX_MASK) as usize
+}
+
+fn joined(w: u64) -> u64 {
+    w & COUNT_MASK
+}
+
+/// A chunk counter value that makes its owner the finisher.
+fn finished(c: u64) -> bool {
+    c & CLOSED != 0 && (c >> JOINED_SHIFT) & COUNT_MASK == c & COUNT_MASK
+}
+
+impl<S: Sink> LogBuffer<S> {
+    /// Appends a small NoSync record through the calling CPU's lane. `None`: the lane has no
+    /// open chunk with room; the caller joins the slot directly (and may claim the lane).
+    pub(super) fn append_in_lane(
+        &self,
+        data: &[u8],
+        frame: u64,
+        caller: Caller,
+    ) -> Result<Option<u64>> {
+        let lane = &self.lanes[crate::sync::current_lane(self.lanes.len())];
+        // Relaxed: a guess for the CAS below, which re-validates it.
+        let mut w = lane.word.load(Ordering::Relaxed);
+        loop {
+            if w & CLOSED != 0 {
+                return Ok(None);
+            }
+            let room = self.lane_chunk - joined(w);
+            // The rest of a chunk is either empty or holds a padding header.
+            if frame != room && frame + self.sink.header_len() as u64 > room {
+                self.close_lane(lane, caller)?;
+                return Ok(None);
+            }
+            // Acquire on success: the chunk's `seq`/`at` (stored before the Release open) are
+            // visible; the CAS continues the open's release sequence.
+            match lane.word.compare_exchange_weak(
+                w,
+                w + frame,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => w = now,
+            }
+        }
+        let chunk = &lane.chunks[index(w)];
+        // Relaxed: ordered by the Acquire join; stable until we release (the chunk cannot be
+        // freed before it is finished, which needs our release).
+        let seq = chunk.seq.load(Ordering::Relaxed);
+        let offset = chunk.at.load(Ordering::Relaxed) + joined(w);
+        let slot = self.slot(seq);
+        // Relaxed: the chunk holds a reservation in incarnation `seq`, so its fields are stable;
+        // ordered by the claimer's Acquire join of the slot and its Release open of the lane.
+        let lsn = slot.base.load(Ordering::Relaxed).wrapping_add(offset);
+        let header = self.sink.record_header(lsn, data);
+        // SAFETY: our lane join reserved `offset..offset + frame` inside the chunk, which the
+        // chunk's slot join reserved for this lane; nobody else writes it, and the slot is not
+        // written before the chunk is finished, which needs our release below.
+        unsafe {
+            slot.bytes
+                .write(offset as usize, &[&header[..self.sink.header_len()], data]);
+        }
+        // AcqRel: Release publishes our copy to the chunk's finisher; Acquire, in case we are
+        // the finisher, makes the other joiners' copies visible to us (we pass them on).
+        let after = chunk.count.fetch_add(frame, Ordering::AcqRel) + frame;
+        if finished(after) {
+            self.finish_chunk(chunk, after, caller)?;
+        }
+        Ok(Some(lsn))
+    }
+
+    /// Opens the calling CPU's lane on a new chunk of the active slot, if it is closed, nobody
+    /// else is opening it, and one of its chunks is free. Called after a direct join met
+    /// contention.
+    pub(super) fn claim_lane(&self, caller: Caller) -> Result<()> {
+        let lane = &self.lanes[crate::sync::current_lane(self.lanes.len())];
+        // Relaxed: re-validated by the CAS.
+        let w = lane.word.load(Ordering::Relaxed);
+        if w & (CLOSED | CLAIMING) != CLOSED {
+            return Ok(());
+        }
+        // Acquire: a free chunk's previous finisher marked it free with Release after its last
+        // read of `seq`/`at` (read below through `free`, which the claimer then owns).
+        if lane
+            .word
+            .compare_exchange(w, w | CLAIMING, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return Ok(());
+        }
+        // Acquire: the finisher's reads of the chunk happen before we reuse it.
+        let Some(i) = lane
+            .chunks
+            .iter()
+            .position(|c| c.free.load(Ordering::Acquire))
+        else {
+            // Every chunk is draining: stay closed, appenders join the slot directly.
+            // Release: pairs with the Acquire above (nothing else to publish).
+            lane.word.fetch_and(!CLAIMING, Ordering::Release);
+            return Ok(());
+        };
+        let chunk = &lane.chunks[i];
+        let t = match self.join(self.lane_chunk, caller) {
+            Ok(t) => t,
+            Err(e) => {
+                lane.word.fetch_and(!CLAIMING, Ordering::Release);
+                return Err(e);
+            }
+        };
+        // Relaxed: published by the Release open below.
+        chunk.free.store(false, Ordering::Relaxed);
+        chunk.count.store(0, Ordering::Relaxed);
+        chunk.seq.store(t.seq, Ordering::Relaxed);
+        chunk.at.store(t.offset, Ordering::Relaxed);
+        // AcqRel: Release publishes the chunk to joiners. Acquire: if the closer of our slot
+        // ran `close_lanes` before this (its `fetch_or` on our closed word changed nothing, but
+        // it is in the word's modification order), we synchronise with it and see the slot
+        // closed just below.
+        lane.word.swap((i as u64) << INDEX_SHIFT, Ordering::AcqRel);
+        // Acquire: see above. A slot closed after our join must not keep an open chunk, or
+        // nothing would finish it: close the lane ourselves.
+        if t.slot.load(Ordering::Acquire).closed() {
+            self.close_lane(lane, caller)?;
+        }
+        Ok(())
+    }
+
+    /// Closes every lane: the slot closer's duty, so that every chunk in the closed slot gets
+    /// finished. A lane whose chunk lies in a later slot is closed early, which only makes that
+    /// chunk smaller.
+    pub(super) fn close_lanes(&self, caller: Caller) -> Result<()> {
+        for lane in self.lanes.iter() {
+            self.close_lane(lane, caller)?;
+        }
+        Ok(())
+    }
+
+    /// Closes `lane` if it is open; the thread that closes it closes its chunk.
+    fn close_lane(&self, lane: &Lane, caller: Caller) -> Result<()> {
+        // AcqRel: Release orders the closed slot before this for a claimer that reads it
+        // (`claim_lane`); Acquire is not needed here but keeps the RMW chain simple to reason
+        // about.
+        let old = lane.word.fetch_or(CLOSED, Ordering::AcqRel);
+        if old & CLOSED != 0 {
+            return Ok(());
+        }
+        let chunk = &lane.chunks[index(old)];
+        let close = CLOSED | joined(old) << JOINED_SHIFT;
+        // AcqRel: Acquire, in case we finish, makes the joiners' copies visible to us.
+        let after = chunk.count.fetch_add(close, Ordering::AcqRel) + close;
+        if finished(after) {
+            self.finish_chunk(chunk, after, caller)?;
+        }
+        Ok(())
+    }
+
+    /// The finisher's work: pad the chunk's rest, free it, release it on its slot.
+    fn finish_chunk(&self, chunk: &Chunk, count: u64, caller: Caller) -> Result<()> {
+        // Relaxed: ordered by the Acquire RMW that made us the finisher.
+        let seq = chunk.seq.load(Ordering::Relaxed);
+        let at = chunk.at.load(Ordering::Relaxed);
+        let slot = self.slot(seq);
+        let used = count & COUNT_MASK;
+        let rest = self.lane_chunk - used;
+        if rest > 0 {
+            self.counters.lane_pad_bytes.add(rest);
+            // Relaxed: stable, as in `append_in_lane`.
+            let lsn = slot.base.load(Ordering::Relaxed).wrapping_add(at + used);
+            // The rest holds a header (the join rule keeps it empty or at least that big). A
+            // sink without padding headers (the models' in-memory one) gets none.
+            if let Some(header) = self.sink.pad_header(lsn, rest) {
+                // SAFETY: the rest of the chunk was never joined (the lane moved past it) and
+                // is ours; the slot is not written before our release below.
+                unsafe {
+                    slot.bytes
+                        .write((at + used) as usize, &[&header[..self.sink.header_len()]]);
+                }
+            }
+        }
+        // Release: our reads of `seq`/`at` happen before a claimer overwrites them.
+        chunk.free.store(true, Ordering::Release);
+        self.counters.lane_chunks.inc();
+        if let Some(st) = self.release(slot, self.lane_chunk) {
+            self.write_slot(slot, seq, st, caller)?;
+        }
+        Ok(())
+    }
+
+    /// One line per lane for `debug_dump`.
+    pub(super) fn dump_lanes(&self, out: &mut String) {
+        for (i, lane) in self.lanes.iter().enumerate() {
+            let w = lane.word.load(Ordering::Relaxed);
+            let _ = write!(
+                out,
+                "\n  lane[{i}] closed={} claiming={} chunk={} joined={}",
+                w & CLOSED != 0,
+                w & CLAIMING != 0,
+                index(w),
+                joined(w)
+            );
+            for (j, c) in lane.chunks.iter().enumerate() {
+                if !c.free.load(Ordering::Relaxed) {
+                    let n = c.count.load(Ordering::Relaxed);
+                    let _ = write!(
+                        out,
+                        " [{j}: seq={} at={} closed={} final={} released={}]",
+                        c.seq.load(Ordering::Relaxed),
+                        c.at.load(Ordering::Relaxed),
+                        n & CLOSED != 0,
+                        (n >> JOINED_SHIFT) & COUNT_MASK,
+                        n & COUNT_MASK
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Lanes on real files: small NoSync records from many threads go through per-CPU chunks, and
+//! durable appends, `flush` and small segments cut those chunks short (padding frames inside
+//! segments). Every acknowledged record must come back once, byte-exact, at its `Lsn`, from the
+//! live log and after a reopen; nothing else may come back.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use slotlog::{Durability, Log, Lsn, Options};
+
+mod common;
+use common::{read_all, seed, Rng};
+
+/// A record that names its writer: thread, sequence number, then filler derived from both.
+fn payload(tid: u64, seq: u64, len: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len.max(16));
+    v.extend_from_slice(&tid.to_le_bytes());
+    v.extend_from_slice(&seq.to_le_bytes());
+    let mut x = tid.wrapping_mul(0x9E37_79B9) ^ seq;
+    while v.len() < len.max(16) {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        v.push((x >> 56) as u8);
+    }
+    v
+}
+
+fn options(lanes: usize) -> Options {
+    // Small segments and the default 256 KiB slots: chunks are cut at segment ends too.
+    Options::default()
+        .segment_size(1 << 20)
+        .slot_size(256 << 10)
+        .max_record_size(64 << 10)
+        .lanes(lanes)
+}
+
+/// Appends from `threads` threads: mostly small NoSync records (lane-sized), with thread 0
+/// appending FullSync and thread 1 WriteOnly now and then and thread 2 calling `flush`, so that
+/// slots close while chunks are open. Returns every acknowledged record.
+fn hammer(log: &Arc<Log>, seed: u64, threads: u64, per_thread: u64) -> BTreeMap<Lsn, Vec<u8>> {
+    let handles: Vec<_> = (0..threads)
+        .map(|tid| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut rng = Rng(seed ^ tid.wrapping_mul(0xA24B_AED4_963E_E407));
+                let mut mine = Vec::new();
+                for i in 0..per_thread {
+                    let len = if rng.chance(1, 50) {
+                        rng.range(3000, 9000) as usize // not lane-sized
+                    } else {
+                        rng.range(16, 200) as usize
+                    };
+                    let level = match (tid, i % 97) {
+                        (0, 0) => Durability::FullSync,
+                        (1, 0) => Durability::WriteOnly,
+                        _ => Durability::NoSync,
+                    };
+                    let data = payload(tid, i, len);
+                    let lsn = log.append(&data, level).expect("append");
+                    mine.push((lsn, data));
+                    if tid == 2 && i % 211 == 0 {
+                        log.flush().expect("flush");
+                    }
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all = BTreeMap::new();
+    for h in handles {
+        for (lsn, data) in h.join().expect("appender panicked") {
+            assert!(
+                all.insert(lsn, data).is_none(),
+                "two appends returned {lsn:?}"
+            );
+        }
+    }
+    all
+}
+
+fn assert_same(ctx: &str, got: Vec<(Lsn, Vec<u8>)>, want: &BTreeMap<Lsn, Vec<u8>>) {
+    assert_eq!(got.len(), want.len(), "{ctx}: record count");
+    for (lsn, data) in got {
+        let w = want
+            .get(&lsn)
+            .unwrap_or_else(|| panic!("{ctx}: a record nobody appended at {lsn:?}"));
+        assert!(w == &data, "{ctx}: record at {lsn:?} differs");
+    }
+}
+
+#[test]
+fn lane_records_come_back_exactly_once_after_reopen() {
+    let seed = seed("lane_records_come_back_exactly_once_after_reopen");
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(Log::open(dir.path(), options(2)).unwrap());
+    let want = hammer(&log, seed, 6, 6000);
+    log.sync().unwrap();
+    let stats = log.stats();
+    let ctx = format!("seed {seed}, {stats:?}");
+    // The lanes must have been used, or this test proves nothing about them: 6 threads on a
+    // machine with 2 CPUs contend for the slot's word at once.
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
+        assert!(stats.lane_chunks > 0, "{ctx}: no chunk was used");
+        assert!(stats.lane_pad_bytes > 0, "{ctx}: no chunk was cut short");
+    }
+    assert_same(&format!("live, {ctx}"), read_all(&log), &want);
+    drop(log);
+    let log = Log::open(dir.path(), options(2)).unwrap();
+    assert_same(&format!("reopened, {ctx}"), read_all(&log), &want);
+    // The reopened log appends after everything, lanes or not.
+    let end = want.keys().next_back().copied().unwrap();
+    let lsn = log.append(b"after", Durability::FullSync).unwrap();
+    assert!(
+        lsn > end,
+        "{ctx}: append after reopen at {lsn:?} <= {end:?}"
+    );
+}
+
+#[test]
+fn lanes_off_writes_no_chunk_padding() {
+    let seed = seed("lanes_off_writes_no_chunk_padding");
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(Log::open(dir.path(), options(0)).unwrap());
+    let want = hammer(&log, seed, 4, 2000);
+    log.sync().unwrap();
+    let stats = log.stats();
+    assert_eq!(
+        (stats.lane_chunks, stats.lane_pad_bytes),
+        (0, 0),
+        "seed {seed}"
+    );
+    assert_same(&format!("seed {seed}"), read_all(&log), &want);
+}
+
+#[test]
+fn too_many_lanes_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let Err(err) = Log::open(dir.path(), Options::default().lanes(slotlog::MAX_LANES + 1)) else {
+        panic!("lanes above MAX_LANES must be refused");
+    };
+    assert!(
+        matches!(err, slotlog::Error::InvalidOptions(_)),
+        "unexpected error {err}"
+    );
+}
