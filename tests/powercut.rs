@@ -274,8 +274,12 @@ fn verify_recovered(
             }
         }
     }
-    // No gaps: each frame starts where the previous ends, or at the next segment's start.
+    // No gaps: each frame starts where the previous ends, at the next segment's start, or after
+    // the padding of a lane chunk cut short (shorter than a chunk, at least a frame header:
+    // docs/design.md, "Lanes"). Readers skip only valid padding frames, and every acknowledged
+    // record inside the recovered range is checked below, so a skipped record still fails.
     let p = g.payload();
+    let chunk = (g.slot_size as u64 / 4).min(8 << 10);
     let mut end: Option<u64> = None;
     for (lsn, data) in got {
         let l = lsn.as_u64();
@@ -283,7 +287,7 @@ fn verify_recovered(
             None if l % p != 0 => {
                 return Err(format!("first record at {l} is not at a segment start"))
             }
-            Some(e) if l != e && l != (e / p + 1) * p => {
+            Some(e) if l != e && l != (e / p + 1) * p && !(e + 16 <= l && l < e + chunk) => {
                 return Err(format!(
                     "gap in the recovered log: a frame ends at {e}, the next starts at {l}"
                 ))
@@ -357,7 +361,7 @@ fn append_after_recovery(
 
 // ----- power cut -------------------------------------------------------------------------
 
-fn power_cut_case(seed: u64, totals: &[AtomicU64; 3]) {
+fn power_cut_case(seed: u64, totals: &[AtomicU64; 4]) {
     let mut rng = Rng(seed);
     let g = Geometry::random(&mut rng);
     let threads = rng.range(4, 8) as usize;
@@ -418,6 +422,7 @@ fn power_cut_case(seed: u64, totals: &[AtomicU64; 3]) {
         log.append(b"after the cut", Durability::FullSync).is_err(),
         "a FullSync append succeeded after the cut"
     );
+    totals[3].fetch_add(log.stats().lane_chunks, Ordering::Relaxed);
     drop(Arc::try_unwrap(log).expect("log still shared"));
 
     let log = Log::open(dir(), g.options(&sim))
@@ -446,14 +451,16 @@ fn power_cut_case(seed: u64, totals: &[AtomicU64; 3]) {
 
 #[test]
 fn power_cut_keeps_every_full_sync_ack_and_a_gap_free_prefix() {
-    let totals: [AtomicU64; 3] = Default::default();
+    let totals: [AtomicU64; 4] = Default::default();
     run_cases("power_cut", 30, |seed| power_cut_case(seed, &totals));
-    let [durable, recovered, attempts] = totals.map(|t| t.into_inner());
-    eprintln!("power_cut: {attempts} appends, {durable} FullSync acks before the cut checked, {recovered} records recovered");
+    let [durable, recovered, attempts, chunks] = totals.map(|t| t.into_inner());
+    eprintln!("power_cut: {attempts} appends, {durable} FullSync acks before the cut checked, {recovered} records recovered, {chunks} lane chunks");
     assert!(
         durable > 0 && recovered > 0,
         "the cases never acknowledged a FullSync record before the cut"
     );
+    // Small NoSync records of contending threads may go through lanes here (few do: most
+    // records are durable or large); tests/lanes.rs has the power-cut test that relies on them.
 }
 
 // ----- injected I/O errors ---------------------------------------------------------------------
