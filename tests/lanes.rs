@@ -209,7 +209,7 @@ fn lane_records_synced_before_a_power_cut_survive_it() {
             appended.extend(h.join().expect("appender panicked"));
         }
         chunks += log.stats().lane_chunks;
-        drop(Arc::try_unwrap(log).ok().expect("log still shared"));
+        drop(Arc::try_unwrap(log).expect("log still shared"));
         let synced = synced.load(Ordering::SeqCst);
         let log = Log::open(dir, opts()).unwrap_or_else(|e| panic!("{ctx}: reopen failed: {e}"));
         let got = read_all(&log);
