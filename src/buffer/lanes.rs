@@ -100,6 +100,7 @@ impl<S: Sink> LogBuffer<S> {
         caller: Caller,
     ) -> Result<Option<u64>> {
         let lane = &self.lanes[crate::sync::current_lane(self.lanes.len())];
+        let mut refilled = false;
         // Relaxed: a guess for the CAS below, which re-validates it.
         let mut w = lane.word.load(Ordering::Relaxed);
         loop {
@@ -110,7 +111,17 @@ impl<S: Sink> LogBuffer<S> {
             // The rest of a chunk is either empty or holds a padding header.
             if frame != room && frame + self.sink.header_len() as u64 > room {
                 self.close_lane(lane, caller)?;
-                return Ok(None);
+                if refilled {
+                    return Ok(None);
+                }
+                // The lane was in use a moment ago: open it on a new chunk at once, rather than
+                // send this CPU's appenders to the slot's word until one of them meets
+                // contention there. (Nothing of ours is placed yet, so an error may return.)
+                refilled = true;
+                self.claim(lane, caller)?;
+                // Relaxed: as above.
+                w = lane.word.load(Ordering::Relaxed);
+                continue;
             }
             // Acquire on success: the chunk's `seq`/`at` (stored before the Release open) are
             // visible; the CAS continues the open's release sequence.
@@ -154,7 +165,14 @@ impl<S: Sink> LogBuffer<S> {
     /// else is opening it, and one of its chunks is free. Called after a direct join met
     /// contention.
     pub(super) fn claim_lane(&self, caller: Caller) -> Result<()> {
-        let lane = &self.lanes[crate::sync::current_lane(self.lanes.len())];
+        self.claim(
+            &self.lanes[crate::sync::current_lane(self.lanes.len())],
+            caller,
+        )
+    }
+
+    /// [`Self::claim_lane`] for `lane`. Returns `Ok` also when the lane stays closed.
+    fn claim(&self, lane: &Lane, caller: Caller) -> Result<()> {
         // Relaxed: re-validated by the CAS.
         let w = lane.word.load(Ordering::Relaxed);
         if w & (CLOSED | CLAIMING) != CLOSED {
