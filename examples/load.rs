@@ -9,7 +9,7 @@
 //! ```
 //!
 //! LEVEL is `no`, `write` or `full`; SYSTEMS is a comma list of name fragments (default
-//! `slotlog`). To compare two builds of slotlog, build this example at both commits and run the
+//! `slotlog`; `slotlog-nolanes` adds slotlog with `Options::lanes(0)`). To compare two builds of slotlog, build this example at both commits and run the
 //! two binaries alternately. Set `SLOTLOG_BENCH_DIR` to a scratch directory on a real disk.
 
 use std::sync::Arc;
@@ -42,6 +42,15 @@ fn main() -> std::io::Result<()> {
         level != Durability::FullSync,
     )?);
     let mut systems: Vec<Arc<dyn Wal>> = vec![slotlog.clone()];
+    if wanted.iter().any(|w| w == "slotlog-nolanes") {
+        // The same log without lanes, alternating with the default one in this process.
+        systems.push(Arc::new(common::Slotlog::open_named(
+            &dir.join("slotlog-nolanes"),
+            level != Durability::FullSync,
+            "slotlog-nolanes",
+            |o| o.lanes(0),
+        )?));
+    }
     systems.extend(common::baselines(&dir)?);
     systems.retain(|s| wanted.iter().any(|w| s.name().contains(w.as_str())));
 

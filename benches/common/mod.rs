@@ -100,6 +100,7 @@ pub fn record_bytes(size: usize, seed: u64) -> Vec<u8> {
 /// touch of a page-cache page costs several times a rewrite of it; see docs/performance.md).
 pub struct Slotlog {
     pub log: Arc<slotlog::Log>,
+    name: String,
     stop: Arc<(Mutex<bool>, Condvar)>,
     checkpointer: Option<JoinHandle<()>>,
 }
@@ -118,6 +119,17 @@ impl Slotlog {
     /// WriteOnly points. The others are only settled ([`Slotlog::settle`]): their first
     /// segment is zero-filled by `open`, and the next one by the preparer before the first point.
     pub fn open(dir: &Path, warm: bool) -> io::Result<Slotlog> {
+        Self::open_named(dir, warm, "slotlog", |o| o)
+    }
+
+    /// [`Slotlog::open`] with changed options, under another name (for A/B runs in one
+    /// process, e.g. `examples/load`'s `slotlog-nolanes`).
+    pub fn open_named(
+        dir: &Path,
+        warm: bool,
+        name: &str,
+        change: impl FnOnce(slotlog::Options) -> slotlog::Options,
+    ) -> io::Result<Slotlog> {
         let _ = std::fs::remove_dir_all(dir);
         let mut opts = slotlog::Options::default()
             .segment_size(SEGMENT_BYTES)
@@ -135,6 +147,7 @@ impl Slotlog {
         if let Some(n) = env("SLOTLOG_BENCH_POOL") {
             opts = opts.slot_pool(n);
         }
+        let opts = change(opts);
         let log = Arc::new(slotlog::Log::open(dir, opts).map_err(io::Error::other)?);
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let checkpointer = {
@@ -157,6 +170,7 @@ impl Slotlog {
         };
         let s = Slotlog {
             log,
+            name: name.into(),
             stop,
             checkpointer: Some(checkpointer),
         };
@@ -229,7 +243,7 @@ impl Drop for Slotlog {
 
 impl Wal for Slotlog {
     fn name(&self) -> String {
-        "slotlog".into()
+        self.name.clone()
     }
     fn append(&self, rec: &[u8], d: Durability) -> io::Result<()> {
         self.log
