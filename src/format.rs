@@ -305,15 +305,19 @@ mod tests {
         );
     }
 
-    #[test]
-    fn segment_header_round_trip() {
-        let h = SegmentHeader {
+    fn sample_header() -> SegmentHeader {
+        SegmentHeader {
             log_id: 9,
             base: 4096,
             payload: 1 << 20,
             window: 1 << 22,
             max_record: 1 << 16,
-        };
+        }
+    }
+
+    #[test]
+    fn segment_header_round_trip() {
+        let h = sample_header();
         let b = h.encode();
         assert_eq!(SegmentHeader::decode(&b), Ok(h));
         let mut bad = b;
@@ -328,13 +332,7 @@ mod tests {
 
     #[test]
     fn segment_versions_read_and_refused() {
-        let h = SegmentHeader {
-            log_id: 9,
-            base: 4096,
-            payload: 1 << 20,
-            window: 1 << 22,
-            max_record: 1 << 16,
-        };
+        let h = sample_header();
         let with_version = |v: u32| {
             let mut b = h.encode();
             b[8..12].copy_from_slice(&v.to_le_bytes());
