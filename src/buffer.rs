@@ -108,6 +108,8 @@ pub struct LogBuffer<S: Sink> {
     lane_chunk: u64,
     /// NoSync frames up to this go through a lane.
     lane_frame_max: u64,
+    /// This log's id for the per-thread floor (`sync::thread_floor`).
+    id: u64,
     /// Sequence number of the active slot.
     active: CachePadded<AtomicU64>,
     ring: Mutex<Ring>,
@@ -163,6 +165,7 @@ impl<S: Sink> LogBuffer<S> {
             lanes: lanes::new_lanes(config.lanes),
             lane_chunk: config.lane_chunk as u64,
             lane_frame_max: (config.lane_chunk / 4) as u64,
+            id: crate::sync::next_log_id(),
             sink,
             active: CachePadded::new(AtomicU64::new(0)),
             ring: Mutex::new(Ring {
@@ -260,6 +263,8 @@ impl<S: Sink> LogBuffer<S> {
             self.append_buffered(data, frame, level, caller)?
         };
         self.counters.record_append(data.len());
+        // The next lane record of this thread must land above this one ("Lanes").
+        crate::sync::set_thread_floor(self.id, lsn);
         Ok((lsn, lsn + frame, unit))
     }
 
@@ -271,7 +276,12 @@ impl<S: Sink> LogBuffer<S> {
         level: Option<Level>,
         caller: Caller,
     ) -> Result<(u64, u64)> {
-        let laned = level.is_none() && !self.lanes.is_empty() && frame <= self.lane_frame_max;
+        // Tasks move between threads, so a per-thread floor cannot order their records: they
+        // join directly.
+        let laned = level.is_none()
+            && caller == Caller::Thread
+            && !self.lanes.is_empty()
+            && frame <= self.lane_frame_max;
         if laned {
             if let Some(lsn) = self.append_in_lane(data, frame, caller)? {
                 // A NoSync record's unit is never waited on.

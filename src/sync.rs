@@ -172,6 +172,38 @@ pub(crate) fn current_lane(lanes: usize) -> usize {
     }
 }
 
+// Per thread: the log it last placed a record in (by `next_log_id`) and that record's address.
+// Lanes use it to keep a thread's records in order ("Lanes" in docs/design.md).
+#[cfg(not(any(slotlog_loom, slotlog_shuttle)))]
+std::thread_local!(static FLOOR: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) });
+#[cfg(slotlog_loom)]
+loom::thread_local!(static FLOOR: std::cell::Cell<(u64, u64)> = std::cell::Cell::new((0, 0)));
+#[cfg(slotlog_shuttle)]
+shuttle::thread_local!(static FLOOR: std::cell::Cell<(u64, u64)> = std::cell::Cell::new((0, 0)));
+
+/// A new log id (never 0), for [`thread_floor`]. An id, not synchronisation: std atomics in
+/// every build.
+pub(crate) fn next_log_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The address of the calling thread's last record in log `log`, if its last record went to
+/// that log (a thread that alternates between logs gets `None`).
+#[inline]
+pub(crate) fn thread_floor(log: u64) -> Option<u64> {
+    FLOOR.with(|f| {
+        let (id, at) = f.get();
+        (id == log).then_some(at)
+    })
+}
+
+/// Records that the calling thread placed a record at `at` in log `log`.
+#[inline]
+pub(crate) fn set_thread_floor(log: u64, at: u64) {
+    FLOOR.with(|f| f.set((log, at)));
+}
+
 /// A mutual-exclusion lock with a `lock()` that cannot fail (no poisoning), in every build.
 pub(crate) struct Mutex<T> {
     #[cfg(not(any(slotlog_loom, slotlog_shuttle)))]

@@ -71,8 +71,18 @@ fn hammer(log: &Arc<Log>, seed: u64, threads: u64, per_thread: u64) -> BTreeMap<
         })
         .collect();
     let mut all = BTreeMap::new();
-    for h in handles {
-        for (lsn, data) in h.join().expect("appender panicked") {
+    for (tid, h) in handles.into_iter().enumerate() {
+        let mine = h.join().expect("appender panicked");
+        // A thread's records keep their order (`Log::append`), through lanes or not.
+        for w in mine.windows(2) {
+            assert!(
+                w[0].0 < w[1].0,
+                "seed {seed}: thread {tid} appended at {:?} and then at {:?}",
+                w[0].0,
+                w[1].0
+            );
+        }
+        for (lsn, data) in mine {
             assert!(
                 all.insert(lsn, data).is_none(),
                 "two appends returned {lsn:?}"
@@ -230,4 +240,45 @@ fn lane_records_synced_before_a_power_cut_survive_it() {
     if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
         assert!(chunks > 0, "seed {seed}: no record went through a lane");
     }
+}
+
+/// Lanes put padding frames inside the segment appends go to (format version 2). A log whose
+/// last segment still has a version 1 header gets a version 2 one at `open`, so that a build
+/// that reads only version 1 refuses the segment instead of cutting the log at such a pad.
+#[test]
+fn open_gives_a_version_1_tail_segment_a_version_2_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), options(2)).unwrap();
+    let first = log
+        .append(b"written by version 1", Durability::FullSync)
+        .unwrap();
+    log.close().unwrap();
+    let mut segs: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segs.sort();
+    let tail = segs.last().expect("a segment file").clone();
+    let version = |b: &[u8]| u32::from_le_bytes(b[8..12].try_into().unwrap());
+    // Make the tail a version 1 segment (docs/format.md: version at 8..12, CRC of 0..60 at 60).
+    let mut bytes = std::fs::read(&tail).unwrap();
+    assert_eq!(version(&bytes), 2);
+    bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[0..60]);
+    bytes[60..64].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&tail, &bytes).unwrap();
+
+    let log = Log::open(dir.path(), options(2)).unwrap();
+    assert_eq!(
+        version(&std::fs::read(&tail).unwrap()),
+        2,
+        "the tail segment's header was not upgraded"
+    );
+    let got = read_all(&log);
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].0, &got[0].1[..]),
+        (first, &b"written by version 1"[..])
+    );
 }

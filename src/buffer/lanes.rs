@@ -99,6 +99,13 @@ impl<S: Sink> LogBuffer<S> {
         frame: u64,
         caller: Caller,
     ) -> Result<Option<u64>> {
+        // A thread's records keep their order: a lane record must land above the thread's last
+        // record in this log, wherever that went (a direct join, another lane, an earlier chunk).
+        // Unknown (the thread's last record went to another log): join directly, which lands
+        // above everything reserved before.
+        let Some(floor) = crate::sync::thread_floor(self.id) else {
+            return Ok(None);
+        };
         let lane = &self.lanes[crate::sync::current_lane(self.lanes.len())];
         let mut refilled = false;
         // Relaxed: a guess for the CAS below, which re-validates it.
@@ -144,6 +151,20 @@ impl<S: Sink> LogBuffer<S> {
         // Relaxed: the chunk holds a reservation in incarnation `seq`, so its fields are stable;
         // ordered by the claimer's Acquire join of the slot and its Release open of the lane.
         let lsn = slot.base.load(Ordering::Relaxed).wrapping_add(offset);
+        if lsn <= floor {
+            // Below this thread's last record (the chunk was reserved before it): give the
+            // range back as padding and join directly.
+            self.counters.lane_pad_bytes.add(frame);
+            if let Some(header) = self.sink.pad_header(lsn, frame) {
+                // SAFETY: as for the record below: the range is ours until we release it.
+                unsafe {
+                    slot.bytes
+                        .write(offset as usize, &[&header[..self.sink.header_len()]]);
+                }
+            }
+            self.release_in_chunk(chunk, frame, caller)?;
+            return Ok(None);
+        }
         let header = self.sink.record_header(lsn, data);
         // SAFETY: our lane join reserved `offset..offset + frame` inside the chunk, which the
         // chunk's slot join reserved for this lane; nobody else writes it, and the slot is not
@@ -152,13 +173,19 @@ impl<S: Sink> LogBuffer<S> {
             slot.bytes
                 .write(offset as usize, &[&header[..self.sink.header_len()], data]);
         }
+        self.release_in_chunk(chunk, frame, caller)?;
+        Ok(Some(lsn))
+    }
+
+    /// Releases `frame` bytes of `chunk` after their copy; finishes it if that was the last.
+    fn release_in_chunk(&self, chunk: &Chunk, frame: u64, caller: Caller) -> Result<()> {
         // AcqRel: Release publishes our copy to the chunk's finisher; Acquire, in case we are
         // the finisher, makes the other joiners' copies visible to us (we pass them on).
         let after = chunk.count.fetch_add(frame, Ordering::AcqRel) + frame;
         if finished(after) {
             self.finish_chunk(chunk, after, caller)?;
         }
-        Ok(Some(lsn))
+        Ok(())
     }
 
     /// Opens the calling CPU's lane on a new chunk of the active slot, if it is closed, nobody
@@ -217,7 +244,9 @@ impl<S: Sink> LogBuffer<S> {
         // closed just below.
         lane.word.swap((i as u64) << INDEX_SHIFT, Ordering::AcqRel);
         // Acquire: see above. A slot closed after our join must not keep an open chunk, or
-        // nothing would finish it: close the lane ourselves.
+        // nothing would finish it: close the lane ourselves. (By now the chunk may even have
+        // been filled, finished and its slot reused; then this reads a later incarnation's word,
+        // and at worst closes a newer chunk early, which is harmless.)
         if t.slot.load(Ordering::Acquire).closed() {
             self.close_lane(lane, caller)?;
         }
