@@ -237,6 +237,22 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
         }
     }
 
+    // New appends go into the last segment, and may put padding frames inside it (format
+    // version 2, "Lanes"). If it still has a version 1 header, a build that reads only version 1
+    // would take such a padding frame for damage and cut the log there: give it this version's
+    // header (durably, in place: 64 bytes, one sector) so that such a build refuses it instead.
+    if let Some(last) = segments.last() {
+        let mut buf = [0u8; SEGMENT_HEADER_LEN];
+        read_full(last.file.as_ref(), 0, &mut buf)
+            .map_err(|e| Error::io("read", &last.path, Some(0), e))?;
+        let current = last.header.encode();
+        if buf != current {
+            last.file
+                .write_durable_at(0, &current)
+                .map_err(|e| Error::io("write", &last.path, Some(0), e))?;
+        }
+    }
+
     // What a crashed process wrote without fdatasync (`NoSync`/`WriteOnly` records, in any
     // segment) is part of the log now: make all of it durable before anything is acknowledged
     // after it. An fdatasync of a segment with nothing dirty is cheap.
