@@ -263,8 +263,11 @@ impl<S: Sink> LogBuffer<S> {
             self.append_buffered(data, frame, level, caller)?
         };
         self.counters.record_append(data.len());
-        // The next lane record of this thread must land above this one ("Lanes").
-        crate::sync::set_thread_floor(self.id, lsn);
+        // The next lane record of this thread must land above this one ("Lanes"). Logs
+        // without lanes skip it (and leave the thread's floor for a log with lanes intact).
+        if !self.lanes.is_empty() {
+            crate::sync::set_thread_floor(self.id, lsn);
+        }
         Ok((lsn, lsn + frame, unit))
     }
 

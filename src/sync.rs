@@ -172,7 +172,8 @@ pub(crate) fn current_lane(lanes: usize) -> usize {
     }
 }
 
-// Per thread: the log it last placed a record in (by `next_log_id`) and that record's address.
+// Per thread: the log with lanes it last placed a record in (by `next_log_id`) and that
+// record's address.
 // Lanes use it to keep a thread's records in order ("Lanes" in docs/design.md).
 #[cfg(not(any(slotlog_loom, slotlog_shuttle)))]
 std::thread_local!(static FLOOR: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) });
