@@ -189,8 +189,8 @@ pub(crate) fn next_log_id() -> u64 {
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
-/// The address of the calling thread's last record in log `log`, if its last record went to
-/// that log (a thread that alternates between logs gets `None`).
+/// The address of the calling thread's last record in log `log`, if its last record in a log
+/// with lanes went to that log (a thread that alternates between such logs gets `None`).
 #[inline]
 pub(crate) fn thread_floor(log: u64) -> Option<u64> {
     FLOOR.with(|f| {
