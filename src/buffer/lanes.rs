@@ -20,6 +20,7 @@
 
 use super::{Caller, LogBuffer, Sink};
 use crate::error::Result;
+use crate::slot::Slot;
 use crate::sync::{AtomicBool, AtomicU64, Ordering};
 use crossbeam_utils::CachePadded;
 use std::fmt::Write as _;
@@ -153,15 +154,8 @@ impl<S: Sink> LogBuffer<S> {
         let lsn = slot.base.load(Ordering::Relaxed).wrapping_add(offset);
         if lsn <= floor {
             // Below this thread's last record (the chunk was reserved before it): give the
-            // range back as padding and join directly.
-            self.counters.lane_pad_bytes.add(frame);
-            if let Some(header) = self.sink.pad_header(lsn, frame) {
-                // SAFETY: as for the record below: the range is ours until we release it.
-                unsafe {
-                    slot.bytes
-                        .write(offset as usize, &[&header[..self.sink.header_len()]]);
-                }
-            }
+            // range back as padding and join directly. The range is ours until we release it.
+            self.pad_in_slot(slot, offset, frame);
             self.release_in_chunk(chunk, frame, caller)?;
             return Ok(None);
         }
@@ -291,19 +285,8 @@ impl<S: Sink> LogBuffer<S> {
         let used = count & COUNT_MASK;
         let rest = self.lane_chunk - used;
         if rest > 0 {
-            self.counters.lane_pad_bytes.add(rest);
-            // Relaxed: stable, as in `append_in_lane`.
-            let lsn = slot.base.load(Ordering::Relaxed).wrapping_add(at + used);
-            // The rest holds a header (the join rule keeps it empty or at least that big). A
-            // sink without padding headers (the models' in-memory one) gets none.
-            if let Some(header) = self.sink.pad_header(lsn, rest) {
-                // SAFETY: the rest of the chunk was never joined (the lane moved past it) and
-                // is ours; the slot is not written before our release below.
-                unsafe {
-                    slot.bytes
-                        .write((at + used) as usize, &[&header[..self.sink.header_len()]]);
-                }
-            }
+            // The rest of the chunk was never joined (the lane moved past it) and is ours.
+            self.pad_in_slot(slot, at + used, rest);
         }
         // Release: our reads of `seq`/`at` happen before a claimer overwrites them.
         chunk.free.store(true, Ordering::Release);
@@ -312,6 +295,25 @@ impl<S: Sink> LogBuffer<S> {
             self.write_slot(slot, seq, st, caller)?;
         }
         Ok(())
+    }
+
+    /// Writes a padding frame over `bytes` bytes at buffer offset `offset` of `slot`: a range
+    /// the caller reserved and has not released, of at least a frame header (the join rule
+    /// keeps a chunk's rest empty or that big; a frame is that big). A sink without padding
+    /// headers (the models' in-memory one) gets none.
+    fn pad_in_slot(&self, slot: &Slot, offset: u64, bytes: u64) {
+        self.counters.lane_pad_bytes.add(bytes);
+        // Relaxed: the caller's unreleased reservation keeps the incarnation, and its `base`,
+        // stable (as in `append_in_lane`).
+        let lsn = slot.base.load(Ordering::Relaxed).wrapping_add(offset);
+        if let Some(header) = self.sink.pad_header(lsn, bytes) {
+            // SAFETY: the range is reserved by the caller and not yet released, so nobody else
+            // writes it and the slot is not written before the caller's release.
+            unsafe {
+                slot.bytes
+                    .write(offset as usize, &[&header[..self.sink.header_len()]]);
+            }
+        }
     }
 
     /// One line per lane for `debug_dump`.
