@@ -50,12 +50,25 @@ impl Sink for NullSink {
     }
 }
 
+/// Voluntary and involuntary context switches of this process so far.
+fn context_switches() -> (i64, i64) {
+    // SAFETY: getrusage fills the zeroed struct we pass; no other memory is touched.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    (ru.ru_nvcsw, ru.ru_nivcsw)
+}
+
 fn round(threads: usize, size: usize, ms: u64, lanes: usize) -> f64 {
     let buf = Arc::new(LogBuffer::new(
         NullSink,
         BufferConfig {
             slot_size: 256 << 10,
-            slot_pool: 4,
+            slot_pool: std::env::var("POOL")
+                .map(|v| v.parse().unwrap())
+                .unwrap_or(4),
             lanes,
             lane_chunk: 8 << 10,
         },
@@ -79,11 +92,28 @@ fn round(threads: usize, size: usize, ms: u64, lanes: usize) -> f64 {
         })
         .collect();
     start.wait();
+    let (v0, i0) = context_switches();
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_millis(ms));
     stop.store(true, Ordering::Relaxed);
     let n: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
-    n as f64 / t0.elapsed().as_secs_f64()
+    let rate = n as f64 / t0.elapsed().as_secs_f64();
+    let (v1, i1) = context_switches();
+    let s = buf.stats();
+    let per = |x: u64| x as f64 / n.max(1) as f64;
+    println!(
+        "    per append: join retries {:.4}, parks {:.5}, pool waits {:.5}; per slot: {:.1} appends; \
+         lane chunks {}, pad {:.1}% ; context switches {} voluntary, {} involuntary",
+        per(s.cas_retries),
+        per(s.parks),
+        per(s.pool_waits),
+        n as f64 / s.slots_closed.max(1) as f64,
+        s.lane_chunks,
+        100.0 * s.lane_pad_bytes as f64 / s.bytes.max(1) as f64,
+        v1 - v0,
+        i1 - i0
+    );
+    rate
 }
 
 fn main() {

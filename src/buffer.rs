@@ -152,10 +152,11 @@ impl<S: Sink> LogBuffer<S> {
         assert!(config.slot_size as u64 <= crate::slot::MAX_SLOT_SIZE);
         assert!(
             config.lanes == 0
-                || (config.lane_chunk <= config.slot_size / 4
+                || (config.lanes <= crate::options::MAX_LANES
+                    && config.lane_chunk <= config.slot_size / 4
                     && config.lane_chunk as u64 <= lanes::MAX_CHUNK
                     && config.lane_chunk / 4 > sink.header_len()),
-            "lane_chunk must fit four times in a slot and hold a frame with data"
+            "at most MAX_LANES lanes, and lane_chunk must fit four times in a slot and hold a frame with data"
         );
         let n = config.slot_pool;
         let buffer = LogBuffer {
@@ -479,7 +480,7 @@ impl<S: Sink> LogBuffer<S> {
         let end = slot.base.load(Ordering::Relaxed).wrapping_add(old.joined());
         let extent = self.rotate(seq, end, why)?;
         // Every chunk in the closed slot must be finished before the slot can be written.
-        self.close_lanes(caller)?;
+        self.close_lanes(matches!(why, CloseFor::Fit(_)), caller)?;
         let closed = State(old.0 | CLOSED);
         if closed.complete() {
             self.write_slot(slot, seq, closed, caller)?;

@@ -8,7 +8,7 @@
 //! lane's word and release it on the chunk's counter, lines that only that CPU's threads write.
 //! The slot's word is touched once per chunk.
 //!
-//! The lane word: `CLOSED` (bit 63), `CLAIMING` (bit 62), the index of the lane's current chunk
+//! The lane word: `CLOSED` (bit 63), the index of the lane's current chunk
 //! (bits 39..32), and `joined` (bits 23..0), the bytes of that chunk handed out.
 //!
 //! A chunk's counter: `CLOSED` (bit 63), its final `joined` (bits 55..32, added by the thread
@@ -26,7 +26,7 @@ use crossbeam_utils::CachePadded;
 use std::fmt::Write as _;
 
 const CLOSED: u64 = 1 << 63;
-const CLAIMING: u64 = 1 << 62;
+const WARM: u64 = 1 << 62;
 const INDEX_SHIFT: u32 = 32;
 const INDEX_MASK: u64 = 0xff;
 const JOINED_SHIFT: u32 = 32;
@@ -112,19 +112,22 @@ impl<S: Sink> LogBuffer<S> {
         // Relaxed: a guess for the CAS below, which re-validates it.
         let mut w = lane.word.load(Ordering::Relaxed);
         loop {
-            if w & CLOSED != 0 {
-                return Ok(None);
-            }
             let room = self.lane_chunk - joined(w);
             // The rest of a chunk is either empty or holds a padding header.
-            if frame != room && frame + self.sink.header_len() as u64 > room {
-                self.close_lane(lane, caller)?;
+            let full = frame != room && frame + self.sink.header_len() as u64 > room;
+            if w & CLOSED != 0 || full {
+                if full {
+                    self.close_lane(lane, caller)?;
+                } else if w & WARM == 0 {
+                    return Ok(None);
+                }
                 if refilled {
                     return Ok(None);
                 }
-                // The lane was in use a moment ago: open it on a new chunk at once, rather than
-                // send this CPU's appenders to the slot's word until one of them meets
-                // contention there. (Nothing of ours is placed yet, so an error may return.)
+                // The lane is in use (its chunk just filled, or it is warm): open it on a new
+                // chunk at once, rather than send this CPU's appenders to the slot's word until
+                // one of them meets contention there. (Nothing of ours is placed yet, so an
+                // error may return.)
                 refilled = true;
                 self.claim(lane, caller)?;
                 // Relaxed: as above.
@@ -193,50 +196,64 @@ impl<S: Sink> LogBuffer<S> {
     }
 
     /// [`Self::claim_lane`] for `lane`. Returns `Ok` also when the lane stays closed.
+    ///
+    /// Nothing is held on the lane while the claimer joins the slot, which may park it (a
+    /// rotation, a pool entry): on an oversubscribed CPU a parked thread can wait tens of
+    /// milliseconds for its turn after its wake, and a lane marked as being claimed for that
+    /// long sent every other appender of the CPU to the slot's word. So claimers may overlap;
+    /// the first to open the lane wins, and a later one gives its chunk back as padding.
     fn claim(&self, lane: &Lane, caller: Caller) -> Result<()> {
-        // Relaxed: re-validated by the CAS.
-        let w = lane.word.load(Ordering::Relaxed);
-        if w & (CLOSED | CLAIMING) != CLOSED {
+        // Relaxed: a hint; the open below re-validates it.
+        if lane.word.load(Ordering::Relaxed) & CLOSED == 0 {
             return Ok(());
         }
         // Acquire: a free chunk's previous finisher marked it free with Release after its last
-        // read of `seq`/`at` (read below through `free`, which the claimer then owns).
-        if lane
-            .word
-            .compare_exchange(w, w | CLAIMING, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            return Ok(());
-        }
-        // Acquire: the finisher's reads of the chunk happen before we reuse it.
-        let Some(i) = lane
-            .chunks
-            .iter()
-            .position(|c| c.free.load(Ordering::Acquire))
-        else {
+        // read of `seq`/`at`, which we overwrite below. The CAS makes the chunk ours alone.
+        let Some((i, chunk)) = lane.chunks.iter().enumerate().find(|(_, c)| {
+            // Relaxed: a hint for the CAS.
+            c.free.load(Ordering::Relaxed)
+                && c.free
+                    .compare_exchange(true, false, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+        }) else {
             // Every chunk is draining: stay closed, appenders join the slot directly.
-            // Release: pairs with the Acquire above (nothing else to publish).
-            lane.word.fetch_and(!CLAIMING, Ordering::Release);
             return Ok(());
         };
-        let chunk = &lane.chunks[i];
         let t = match self.join(self.lane_chunk, caller) {
             Ok(t) => t,
             Err(e) => {
-                lane.word.fetch_and(!CLAIMING, Ordering::Release);
+                // Release: as the finisher's store of `free`.
+                chunk.free.store(true, Ordering::Release);
                 return Err(e);
             }
         };
-        // Relaxed: published by the Release open below.
-        chunk.free.store(false, Ordering::Relaxed);
+        // Relaxed: published by the Release open below (or read by ourselves when the chunk
+        // is given back).
         chunk.count.store(0, Ordering::Relaxed);
         chunk.seq.store(t.seq, Ordering::Relaxed);
         chunk.at.store(t.offset, Ordering::Relaxed);
-        // AcqRel: Release publishes the chunk to joiners. Acquire: if the closer of our slot
-        // ran `close_lanes` before this (its `fetch_or` on our closed word changed nothing, but
-        // it is in the word's modification order), we synchronise with it and see the slot
-        // closed just below.
-        lane.word.swap((i as u64) << INDEX_SHIFT, Ordering::AcqRel);
+        // Relaxed: a guess for the CAS.
+        let mut w = lane.word.load(Ordering::Relaxed);
+        loop {
+            if w & CLOSED == 0 {
+                // Another claimer opened the lane while we joined: nobody else knows our chunk,
+                // so we finish it empty (all padding) at once.
+                return self.finish_chunk(chunk, CLOSED, caller);
+            }
+            // AcqRel on success: Release publishes the chunk to joiners. Acquire: if the closer
+            // of our slot ran `close_lanes` before this (its `fetch_or` on our closed word is in
+            // the word's modification order, and every change of the word is an RMW), we
+            // synchronise with it and see the slot closed just below.
+            match lane.word.compare_exchange_weak(
+                w,
+                WARM | (i as u64) << INDEX_SHIFT,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => w = now,
+            }
+        }
         // Acquire: see above. A slot closed after our join must not keep an open chunk, or
         // nothing would finish it: close the lane ourselves. (By now the chunk may even have
         // been filled, finished and its slot reused; then this reads a later incarnation's word,
@@ -249,10 +266,25 @@ impl<S: Sink> LogBuffer<S> {
 
     /// Closes every lane: the slot closer's duty, so that every chunk in the closed slot gets
     /// finished. A lane whose chunk lies in a later slot is closed early, which only makes that
-    /// chunk smaller.
-    pub(super) fn close_lanes(&self, caller: Caller) -> Result<()> {
-        for lane in self.lanes.iter() {
-            self.close_lane(lane, caller)?;
+    /// chunk smaller. Every lane is closed before any chunk is finished, since a finish may
+    /// write a slot. `full`: the slot closed because it was full; otherwise (a waiter, `flush`,
+    /// the flusher, an unbuffered record) the lanes cool down, so that a workload whose slots
+    /// close early does not pad a chunk per lane at every close.
+    pub(super) fn close_lanes(&self, full: bool, caller: Caller) -> Result<()> {
+        let mut open = [0u64; crate::options::MAX_LANES];
+        for (lane, old) in self.lanes.iter().zip(open.iter_mut()) {
+            // AcqRel: as in `close_lane`.
+            *old = lane.word.fetch_or(CLOSED, Ordering::AcqRel);
+            if !full && *old & WARM != 0 {
+                // AcqRel: as in `close_lane`. A claimer that opened the lane in between loses
+                // its WARM: harmless, the bit only decides who claims.
+                lane.word.fetch_and(!WARM, Ordering::AcqRel);
+            }
+        }
+        for (lane, &old) in self.lanes.iter().zip(open.iter()) {
+            if old & CLOSED == 0 {
+                self.close_chunk(lane, old, caller)?;
+            }
         }
         Ok(())
     }
@@ -266,6 +298,11 @@ impl<S: Sink> LogBuffer<S> {
         if old & CLOSED != 0 {
             return Ok(());
         }
+        self.close_chunk(lane, old, caller)
+    }
+
+    /// Closes the chunk of `lane` whose word was `old` (open) before our close of the lane.
+    fn close_chunk(&self, lane: &Lane, old: u64, caller: Caller) -> Result<()> {
         let chunk = &lane.chunks[index(old)];
         let close = CLOSED | joined(old) << JOINED_SHIFT;
         // AcqRel: Acquire, in case we finish, makes the joiners' copies visible to us.
@@ -322,9 +359,8 @@ impl<S: Sink> LogBuffer<S> {
             let w = lane.word.load(Ordering::Relaxed);
             let _ = write!(
                 out,
-                "\n  lane[{i}] closed={} claiming={} chunk={} joined={}",
+                "\n  lane[{i}] closed={} chunk={} joined={}",
                 w & CLOSED != 0,
-                w & CLAIMING != 0,
                 index(w),
                 joined(w)
             );
