@@ -424,6 +424,35 @@ impl SlotBytes {
             }
         }
     }
+    /// Asks the CPU to bring the cache lines of `offset..offset + len` (clamped to the buffer)
+    /// into this core's cache for writing, ahead of a copy into them. Only a hint: it reads and
+    /// writes nothing. A slot's lines were last read by the kernel's copy of the previous
+    /// incarnation's write, often on the other core, so the copy's stores would otherwise stall
+    /// on each line's ownership transfer.
+    pub(crate) fn prefetch_for_write(&self, offset: usize, len: usize) {
+        #[cfg(all(target_arch = "x86_64", not(any(slotlog_loom, slotlog_shuttle))))]
+        {
+            let end = (offset + len).min(self.len());
+            let base = std::cell::UnsafeCell::raw_get(self.cells.as_ptr());
+            let mut at = offset & !63;
+            while at < end {
+                // SAFETY: `at < len`, so the pointer is inside the allocation; PREFETCHW is a
+                // hint that changes no memory or register and cannot fault (CPUs without it
+                // execute its encoding as a NOP). `_mm_prefetch` with a write hint compiles to a
+                // read prefetch unless the build enables `prfchw`, hence the assembly.
+                unsafe {
+                    std::arch::asm!(
+                        "prefetchw [{}]",
+                        in(reg) base.add(at),
+                        options(nostack, preserves_flags, readonly)
+                    );
+                }
+                at += 64;
+            }
+        }
+        #[cfg(not(all(target_arch = "x86_64", not(any(slotlog_loom, slotlog_shuttle)))))]
+        let _ = (offset, len);
+    }
 
     /// Calls `f` with the bytes `range`.
     ///

@@ -38,6 +38,9 @@ pub(crate) const CHUNKS_PER_LANE: usize = 16;
 #[cfg(any(slotlog_loom, slotlog_shuttle))]
 pub(crate) const CHUNKS_PER_LANE: usize = 2;
 
+/// Bytes after a lane record whose cache lines its appender prefetches for the next ones.
+const PREFETCH_AHEAD: usize = 256;
+
 /// The largest chunk the words can describe.
 pub(crate) const MAX_CHUNK: u64 = COUNT_MASK;
 
@@ -162,6 +165,10 @@ impl<S: Sink> LogBuffer<S> {
             self.release_in_chunk(chunk, frame, caller)?;
             return Ok(None);
         }
+        // The next records of this lane go right after ours: fetch their lines now, so that
+        // their copies do not wait for them.
+        slot.bytes
+            .prefetch_for_write((offset + frame) as usize, PREFETCH_AHEAD);
         let header = self.sink.record_header(lsn, data);
         // SAFETY: our lane join reserved `offset..offset + frame` inside the chunk, which the
         // chunk's slot join reserved for this lane; nobody else writes it, and the slot is not
