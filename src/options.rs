@@ -174,9 +174,10 @@ impl Options {
     }
 
     /// The most log address space that can be reserved and not yet written at one time: every
-    /// pool slot in flight, each either a buffer or one unbuffered record.
+    /// pool entry in flight, each a buffer, or one unbuffered record after at most the padding
+    /// of a segment end too small for it (so less than two frames).
     pub(crate) fn in_flight_window(&self) -> u64 {
-        self.slot_pool as u64 * (self.slot_size as u64).max(self.max_frame())
+        self.slot_pool as u64 * (self.slot_size as u64).max(2 * self.max_frame())
     }
 
     /// The lanes this log uses (see [`Options::lanes`]).
