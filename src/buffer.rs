@@ -26,7 +26,8 @@ pub use tasks::TaskWait;
 /// Where slot bytes go, and how frames are made. The real one is the segment files; the loom
 /// models use an in-memory one.
 pub trait Sink: Send + Sync + 'static {
-    /// Bytes of a record frame header (at most [`FRAME_HEADER_LEN`]).
+    /// Bytes of a record frame header (at most `FRAME_HEADER_LEN`, 16: the array that
+    /// `record_header` returns).
     fn header_len(&self) -> usize;
     /// The header of a record frame at `lsn`.
     fn record_header(&self, lsn: u64, data: &[u8]) -> [u8; FRAME_HEADER_LEN];
@@ -237,6 +238,7 @@ impl<S: Sink> LogBuffer<S> {
         self.waiters.wake_all();
         self.rotated.notify_all();
         self.freed.notify_all();
+        self.wake_lane_waiters();
         self.driver.poke();
         Error::Poisoned { cause }
     }

@@ -21,7 +21,7 @@
 use super::{Caller, LogBuffer, Sink};
 use crate::error::Result;
 use crate::slot::Slot;
-use crate::sync::{AtomicBool, AtomicU64, Ordering};
+use crate::sync::{spin_hint, AtomicBool, AtomicU64, Event, Ordering, SPIN_LIMIT};
 use crossbeam_utils::CachePadded;
 use std::fmt::Write as _;
 
@@ -60,6 +60,8 @@ struct Chunk {
 pub(crate) struct Lane {
     word: CachePadded<AtomicU64>,
     chunks: Box<[Chunk]>,
+    /// Notified when one of the chunks becomes free, for appenders that found none.
+    freed: Event,
 }
 
 pub(crate) type Lanes = Box<[Lane]>;
@@ -77,6 +79,7 @@ pub(crate) fn new_lanes(n: usize) -> Lanes {
                     free: AtomicBool::new(true),
                 })
                 .collect(),
+            freed: Event::new(),
         })
         .collect()
 }
@@ -132,7 +135,13 @@ impl<S: Sink> LogBuffer<S> {
                 // one of them meets contention there. (Nothing of ours is placed yet, so an
                 // error may return.)
                 refilled = true;
-                self.claim(lane, caller)?;
+                if !self.claim(lane, caller)? {
+                    // Every chunk is draining: their copiers were preempted on this CPU. Wait
+                    // for one to finish instead of joining the slot's word: we hold nothing,
+                    // and parking hands this CPU to the copiers we wait for.
+                    self.await_free_chunk(lane)?;
+                    refilled = false;
+                }
                 // Relaxed: as above.
                 w = lane.word.load(Ordering::Relaxed);
                 continue;
@@ -162,7 +171,7 @@ impl<S: Sink> LogBuffer<S> {
             // Below this thread's last record (the chunk was reserved before it): give the
             // range back as padding and join directly. The range is ours until we release it.
             self.pad_in_slot(slot, offset, frame);
-            self.release_in_chunk(chunk, frame, caller)?;
+            self.release_in_chunk(lane, chunk, frame, caller)?;
             return Ok(None);
         }
         // The next records of this lane go right after ours: fetch their lines now, so that
@@ -177,17 +186,23 @@ impl<S: Sink> LogBuffer<S> {
             slot.bytes
                 .write(offset as usize, &[&header[..self.sink.header_len()], data]);
         }
-        self.release_in_chunk(chunk, frame, caller)?;
+        self.release_in_chunk(lane, chunk, frame, caller)?;
         Ok(Some(lsn))
     }
 
     /// Releases `frame` bytes of `chunk` after their copy; finishes it if that was the last.
-    fn release_in_chunk(&self, chunk: &Chunk, frame: u64, caller: Caller) -> Result<()> {
+    fn release_in_chunk(
+        &self,
+        lane: &Lane,
+        chunk: &Chunk,
+        frame: u64,
+        caller: Caller,
+    ) -> Result<()> {
         // AcqRel: Release publishes our copy to the chunk's finisher; Acquire, in case we are
         // the finisher, makes the other joiners' copies visible to us (we pass them on).
         let after = chunk.count.fetch_add(frame, Ordering::AcqRel) + frame;
         if finished(after) {
-            self.finish_chunk(chunk, after, caller)?;
+            self.finish_chunk(lane, chunk, after, caller)?;
         }
         Ok(())
     }
@@ -200,19 +215,48 @@ impl<S: Sink> LogBuffer<S> {
             &self.lanes[crate::sync::current_lane(self.lanes.len())],
             caller,
         )
+        .map(|_| ())
     }
 
-    /// [`Self::claim_lane`] for `lane`. Returns `Ok` also when the lane stays closed.
+    /// Waits until one of `lane`'s chunks is free (spins briefly, then parks).
+    fn await_free_chunk(&self, lane: &Lane) -> Result<()> {
+        let mut spins = 0;
+        loop {
+            let key = lane.freed.key();
+            self.check_poison()?;
+            // Relaxed: a hint; the claim's CAS on the flag decides.
+            if lane.chunks.iter().any(|c| c.free.load(Ordering::Relaxed)) {
+                return Ok(());
+            }
+            if spins < SPIN_LIMIT {
+                spins += 1;
+                spin_hint();
+                continue;
+            }
+            self.counters.parks.inc();
+            lane.freed.wait(key);
+        }
+    }
+
+    /// Wakes every appender waiting for a free chunk (after a poison).
+    pub(super) fn wake_lane_waiters(&self) {
+        for lane in self.lanes.iter() {
+            lane.freed.notify_all();
+        }
+    }
+
+    /// [`Self::claim_lane`] for `lane`. Returns `Ok` also when the lane stays closed: `false`
+    /// if no chunk was free, else `true`.
     ///
     /// Nothing is held on the lane while the claimer joins the slot, which may park it (a
     /// rotation, a pool entry): on an oversubscribed CPU a parked thread can wait tens of
     /// milliseconds for its turn after its wake, and a lane marked as being claimed for that
     /// long sent every other appender of the CPU to the slot's word. So claimers may overlap;
     /// the first to open the lane wins, and a later one gives its chunk back as padding.
-    fn claim(&self, lane: &Lane, caller: Caller) -> Result<()> {
+    fn claim(&self, lane: &Lane, caller: Caller) -> Result<bool> {
         // Relaxed: a hint; the open below re-validates it.
         if lane.word.load(Ordering::Relaxed) & CLOSED == 0 {
-            return Ok(());
+            return Ok(true);
         }
         // Acquire: a free chunk's previous finisher marked it free with Release after its last
         // read of `seq`/`at`, which we overwrite below. The CAS makes the chunk ours alone.
@@ -223,14 +267,15 @@ impl<S: Sink> LogBuffer<S> {
                     .compare_exchange(true, false, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
         }) else {
-            // Every chunk is draining: stay closed, appenders join the slot directly.
-            return Ok(());
+            // Every chunk is draining: stay closed.
+            return Ok(false);
         };
         let t = match self.join(self.lane_chunk, caller) {
             Ok(t) => t,
             Err(e) => {
                 // Release: as the finisher's store of `free`.
                 chunk.free.store(true, Ordering::Release);
+                lane.freed.notify_all();
                 return Err(e);
             }
         };
@@ -245,7 +290,7 @@ impl<S: Sink> LogBuffer<S> {
             if w & CLOSED == 0 {
                 // Another claimer opened the lane while we joined: nobody else knows our chunk,
                 // so we finish it empty (all padding) at once.
-                return self.finish_chunk(chunk, CLOSED, caller);
+                return self.finish_chunk(lane, chunk, CLOSED, caller).map(|_| true);
             }
             // AcqRel on success: Release publishes the chunk to joiners. Acquire: if the closer
             // of our slot ran `close_lanes` before this (its `fetch_or` on our closed word is in
@@ -268,7 +313,7 @@ impl<S: Sink> LogBuffer<S> {
         if t.slot.load(Ordering::Acquire).closed() {
             self.close_lane(lane, caller)?;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Closes every lane: the slot closer's duty, so that every chunk in the closed slot gets
@@ -315,13 +360,13 @@ impl<S: Sink> LogBuffer<S> {
         // AcqRel: Acquire, in case we finish, makes the joiners' copies visible to us.
         let after = chunk.count.fetch_add(close, Ordering::AcqRel) + close;
         if finished(after) {
-            self.finish_chunk(chunk, after, caller)?;
+            self.finish_chunk(lane, chunk, after, caller)?;
         }
         Ok(())
     }
 
     /// The finisher's work: pad the chunk's rest, free it, release it on its slot.
-    fn finish_chunk(&self, chunk: &Chunk, count: u64, caller: Caller) -> Result<()> {
+    fn finish_chunk(&self, lane: &Lane, chunk: &Chunk, count: u64, caller: Caller) -> Result<()> {
         // Relaxed: ordered by the Acquire RMW that made us the finisher.
         let seq = chunk.seq.load(Ordering::Relaxed);
         let at = chunk.at.load(Ordering::Relaxed);
@@ -334,6 +379,7 @@ impl<S: Sink> LogBuffer<S> {
         }
         // Release: our reads of `seq`/`at` happen before a claimer overwrites them.
         chunk.free.store(true, Ordering::Release);
+        lane.freed.notify_all();
         self.counters.lane_chunks.inc();
         if let Some(st) = self.release(slot, self.lane_chunk) {
             self.write_slot(slot, seq, st, caller)?;
