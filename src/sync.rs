@@ -424,22 +424,25 @@ impl SlotBytes {
             }
         }
     }
-    /// Asks the CPU to bring the cache lines of `offset..offset + len` (clamped to the buffer)
-    /// into this core's cache for writing, ahead of a copy into them. Only a hint: it reads and
-    /// writes nothing. A slot's lines were last read by the kernel's copy of the previous
+    /// Asks the CPU to bring the cache lines of `offset..end` (clamped to the buffer) into this
+    /// core's cache for writing, ahead of a copy into them. Only a hint: it reads and writes
+    /// nothing. A slot's lines were last read by the kernel's copy of the previous
     /// incarnation's write, often on the other core, so the copy's stores would otherwise stall
     /// on each line's ownership transfer.
-    pub(crate) fn prefetch_for_write(&self, offset: usize, len: usize) {
+    pub(crate) fn prefetch_for_write(&self, offset: usize, end: usize) {
         #[cfg(all(target_arch = "x86_64", not(any(slotlog_loom, slotlog_shuttle))))]
         {
-            let end = (offset + len).min(self.len());
+            if !has_prefetchw() {
+                return;
+            }
+            let end = end.min(self.len());
             let base = std::cell::UnsafeCell::raw_get(self.cells.as_ptr());
             let mut at = offset & !63;
             while at < end {
-                // SAFETY: `at < len`, so the pointer is inside the allocation; PREFETCHW is a
-                // hint that changes no memory or register and cannot fault (CPUs without it
-                // execute its encoding as a NOP). `_mm_prefetch` with a write hint compiles to a
-                // read prefetch unless the build enables `prfchw`, hence the assembly.
+                // SAFETY: `at < len`, so the pointer is inside the allocation; the CPU has
+                // PREFETCHW (checked above), a hint that changes no memory, register or flag and
+                // cannot fault. `_mm_prefetch` with a write hint compiles to a read prefetch
+                // unless the build enables `prfchw`, hence the assembly.
                 unsafe {
                     std::arch::asm!(
                         "prefetchw [{}]",
@@ -451,7 +454,7 @@ impl SlotBytes {
             }
         }
         #[cfg(not(all(target_arch = "x86_64", not(any(slotlog_loom, slotlog_shuttle)))))]
-        let _ = (offset, len);
+        let _ = (offset, end);
     }
 
     /// Calls `f` with the bytes `range`.
@@ -486,4 +489,21 @@ impl SlotBytes {
             f(&copy)
         }
     }
+}
+
+/// Whether this CPU has PREFETCHW (CPUID leaf 0x8000_0001, ECX bit 8: PRFCHW, called
+/// 3DNowPrefetch by AMD); `is_x86_feature_detected!` does not know the feature on stable Rust.
+/// Read once.
+#[cfg(all(target_arch = "x86_64", not(any(slotlog_loom, slotlog_shuttle))))]
+fn has_prefetchw() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        use std::arch::x86_64::__cpuid;
+        // SAFETY: CPUID exists on every x86_64 CPU; leaf 0x8000_0000 reports the highest
+        // extended leaf, and we read leaf 0x8000_0001 only if it exists.
+        #[allow(unused_unsafe)]
+        unsafe {
+            __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
+        }
+    })
 }

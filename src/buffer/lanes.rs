@@ -8,8 +8,9 @@
 //! lane's word and release it on the chunk's counter, lines that only that CPU's threads write.
 //! The slot's word is touched once per chunk.
 //!
-//! The lane word: `CLOSED` (bit 63), the index of the lane's current chunk
-//! (bits 39..32), and `joined` (bits 23..0), the bytes of that chunk handed out.
+//! The lane word: `CLOSED` (bit 63), `WARM` (bit 62: reopen at once after a close), the index
+//! of the lane's current chunk (bits 39..32), and `joined` (bits 23..0), the bytes of that
+//! chunk handed out.
 //!
 //! A chunk's counter: `CLOSED` (bit 63), its final `joined` (bits 55..32, added by the thread
 //! that closed the lane on it), `released` (bits 23..0). Whoever's RMW makes it closed with
@@ -39,7 +40,7 @@ pub(crate) const CHUNKS_PER_LANE: usize = 16;
 pub(crate) const CHUNKS_PER_LANE: usize = 2;
 
 /// Bytes after a lane record whose cache lines its appender prefetches for the next ones.
-const PREFETCH_AHEAD: usize = 256;
+const PREFETCH_AHEAD: u64 = 256;
 
 /// The largest chunk the words can describe.
 pub(crate) const MAX_CHUNK: u64 = COUNT_MASK;
@@ -120,7 +121,9 @@ impl<S: Sink> LogBuffer<S> {
         loop {
             let room = self.lane_chunk - joined(w);
             // The rest of a chunk is either empty or holds a padding header.
-            let full = frame != room && frame + self.sink.header_len() as u64 > room;
+            // (A closed word keeps its old chunk's `joined`: only an open chunk can be full.)
+            let full =
+                w & CLOSED == 0 && frame != room && frame + self.sink.header_len() as u64 > room;
             if w & CLOSED != 0 || full {
                 if full {
                     self.close_lane(lane, caller)?;
@@ -176,8 +179,12 @@ impl<S: Sink> LogBuffer<S> {
         }
         // The next records of this lane go right after ours: fetch their lines now, so that
         // their copies do not wait for them.
-        slot.bytes
-            .prefetch_for_write((offset + frame) as usize, PREFETCH_AHEAD);
+        let chunk_end = chunk.at.load(Ordering::Relaxed) + self.lane_chunk;
+        // (Not past our chunk: the next one may be another CPU's.)
+        slot.bytes.prefetch_for_write(
+            (offset + frame) as usize,
+            (offset + frame + PREFETCH_AHEAD).min(chunk_end) as usize,
+        );
         let header = self.sink.record_header(lsn, data);
         // SAFETY: our lane join reserved `offset..offset + frame` inside the chunk, which the
         // chunk's slot join reserved for this lane; nobody else writes it, and the slot is not
@@ -207,9 +214,9 @@ impl<S: Sink> LogBuffer<S> {
         Ok(())
     }
 
-    /// Opens the calling CPU's lane on a new chunk of the active slot, if it is closed, nobody
-    /// else is opening it, and one of its chunks is free. Called after a direct join met
-    /// contention.
+    /// Opens the calling CPU's lane on a new chunk of the active slot, if it is closed and one
+    /// of its chunks is free (another claimer may win the open; see `claim`). Called after a
+    /// direct join met contention.
     pub(super) fn claim_lane(&self, caller: Caller) -> Result<()> {
         self.claim(
             &self.lanes[crate::sync::current_lane(self.lanes.len())],
@@ -218,14 +225,17 @@ impl<S: Sink> LogBuffer<S> {
         .map(|_| ())
     }
 
-    /// Waits until one of `lane`'s chunks is free (spins briefly, then parks).
+    /// Waits until one of `lane`'s chunks is free or the lane is open (spins briefly, then
+    /// parks; every finish, every open and a failed claim notify `freed`).
     fn await_free_chunk(&self, lane: &Lane) -> Result<()> {
         let mut spins = 0;
         loop {
             let key = lane.freed.key();
             self.check_poison()?;
-            // Relaxed: a hint; the claim's CAS on the flag decides.
-            if lane.chunks.iter().any(|c| c.free.load(Ordering::Relaxed)) {
+            // Relaxed: hints; the caller's CAS on the lane word or on a flag decides.
+            if lane.word.load(Ordering::Relaxed) & CLOSED == 0
+                || lane.chunks.iter().any(|c| c.free.load(Ordering::Relaxed))
+            {
                 return Ok(());
             }
             if spins < SPIN_LIMIT {
@@ -310,6 +320,8 @@ impl<S: Sink> LogBuffer<S> {
         // nothing would finish it: close the lane ourselves. (By now the chunk may even have
         // been filled, finished and its slot reused; then this reads a later incarnation's word,
         // and at worst closes a newer chunk early, which is harmless.)
+        // Appenders that found every chunk draining may now join this one.
+        lane.freed.notify_all();
         if t.slot.load(Ordering::Acquire).closed() {
             self.close_lane(lane, caller)?;
         }
