@@ -400,12 +400,19 @@ impl<S: Sink> LogBuffer<S> {
 
     /// Waits until the active slot is no longer `seq` ("Rotating").
     fn await_rotation(&self, seq: u64) -> Result<()> {
+        // Acquire: as in `join`.
+        self.await_event(&self.rotated, || self.active.load(Ordering::Acquire) != seq)
+    }
+
+    /// Spins briefly, then parks on `event` until `done()` holds or the log is poisoned (which
+    /// notifies every event). `done` is checked after the event's key is taken, so a change
+    /// announced by a `notify_all` after it is never slept through.
+    fn await_event(&self, event: &Event, done: impl Fn() -> bool) -> Result<()> {
         let mut spins = 0;
         loop {
-            let key = self.rotated.key();
+            let key = event.key();
             self.check_poison()?;
-            // Acquire: as in `join`.
-            if self.active.load(Ordering::Acquire) != seq {
+            if done() {
                 return Ok(());
             }
             if spins < SPIN_LIMIT {
@@ -414,7 +421,7 @@ impl<S: Sink> LogBuffer<S> {
                 continue;
             }
             self.counters.parks.inc();
-            self.rotated.wait(key);
+            event.wait(key);
         }
     }
 

@@ -22,7 +22,7 @@
 use super::{Caller, LogBuffer, Sink};
 use crate::error::Result;
 use crate::slot::Slot;
-use crate::sync::{spin_hint, AtomicBool, AtomicU64, Event, Ordering, SPIN_LIMIT};
+use crate::sync::{AtomicBool, AtomicU64, Event, Ordering};
 use crossbeam_utils::CachePadded;
 use std::fmt::Write as _;
 
@@ -228,24 +228,11 @@ impl<S: Sink> LogBuffer<S> {
     /// Waits until one of `lane`'s chunks is free or the lane is open (spins briefly, then
     /// parks; every finish, every open and a failed claim notify `freed`).
     fn await_free_chunk(&self, lane: &Lane) -> Result<()> {
-        let mut spins = 0;
-        loop {
-            let key = lane.freed.key();
-            self.check_poison()?;
+        self.await_event(&lane.freed, || {
             // Relaxed: hints; the caller's CAS on the lane word or on a flag decides.
-            if lane.word.load(Ordering::Relaxed) & CLOSED == 0
+            lane.word.load(Ordering::Relaxed) & CLOSED == 0
                 || lane.chunks.iter().any(|c| c.free.load(Ordering::Relaxed))
-            {
-                return Ok(());
-            }
-            if spins < SPIN_LIMIT {
-                spins += 1;
-                spin_hint();
-                continue;
-            }
-            self.counters.parks.inc();
-            lane.freed.wait(key);
-        }
+        })
     }
 
     /// Wakes every appender waiting for a free chunk (after a poison).
