@@ -303,12 +303,12 @@ impl<S: Sink> LogBuffer<S> {
                 Err(now) => w = now,
             }
         }
+        // Appenders that found every chunk draining may now join this one.
+        lane.freed.notify_all();
         // Acquire: see above. A slot closed after our join must not keep an open chunk, or
         // nothing would finish it: close the lane ourselves. (By now the chunk may even have
         // been filled, finished and its slot reused; then this reads a later incarnation's word,
         // and at worst closes a newer chunk early, which is harmless.)
-        // Appenders that found every chunk draining may now join this one.
-        lane.freed.notify_all();
         if t.slot.load(Ordering::Acquire).closed() {
             self.close_lane(lane, caller)?;
         }
