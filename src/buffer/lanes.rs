@@ -226,7 +226,9 @@ impl<S: Sink> LogBuffer<S> {
     }
 
     /// Waits until one of `lane`'s chunks is free or the lane is open (spins briefly, then
-    /// parks; every finish, every open and a failed claim notify `freed`).
+    /// parks; every finish and a failed claim notify `freed`). An open does not notify: the
+    /// other busy chunks are draining or claimed, and each ends in a finish that wakes us (a
+    /// notify per open tripled the lanes loom model, 3.5 M to 8.5 M executions).
     fn await_free_chunk(&self, lane: &Lane) -> Result<()> {
         self.await_event(&lane.freed, || {
             // Relaxed: hints; the caller's CAS on the lane word or on a flag decides.
@@ -303,8 +305,6 @@ impl<S: Sink> LogBuffer<S> {
                 Err(now) => w = now,
             }
         }
-        // Appenders that found every chunk draining may now join this one.
-        lane.freed.notify_all();
         // Acquire: see above. A slot closed after our join must not keep an open chunk, or
         // nothing would finish it: close the lane ourselves. (By now the chunk may even have
         // been filled, finished and its slot reused; then this reads a later incarnation's word,
