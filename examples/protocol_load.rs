@@ -66,9 +66,7 @@ fn round(threads: usize, size: usize, ms: u64, lanes: usize) -> f64 {
         NullSink,
         BufferConfig {
             slot_size: 256 << 10,
-            slot_pool: std::env::var("POOL")
-                .map(|v| v.parse().unwrap())
-                .unwrap_or(4),
+            slot_pool: 4,
             lanes,
             lane_chunk: 8 << 10,
         },

@@ -424,6 +424,7 @@ impl SlotBytes {
             }
         }
     }
+
     /// Asks the CPU to bring the cache lines of `offset..end` (clamped to the buffer) into this
     /// core's cache for writing, ahead of a copy into them. Only a hint: it reads and writes
     /// nothing. A slot's lines were last read by the kernel's copy of the previous

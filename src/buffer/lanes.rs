@@ -165,7 +165,8 @@ impl<S: Sink> LogBuffer<S> {
         // Relaxed: ordered by the Acquire join; stable until we release (the chunk cannot be
         // freed before it is finished, which needs our release).
         let seq = chunk.seq.load(Ordering::Relaxed);
-        let offset = chunk.at.load(Ordering::Relaxed) + joined(w);
+        let at = chunk.at.load(Ordering::Relaxed);
+        let offset = at + joined(w);
         let slot = self.slot(seq);
         // Relaxed: the chunk holds a reservation in incarnation `seq`, so its fields are stable;
         // ordered by the claimer's Acquire join of the slot and its Release open of the lane.
@@ -179,7 +180,7 @@ impl<S: Sink> LogBuffer<S> {
         }
         // The next records of this lane go right after ours: fetch their lines now, so that
         // their copies do not wait for them.
-        let chunk_end = chunk.at.load(Ordering::Relaxed) + self.lane_chunk;
+        let chunk_end = at + self.lane_chunk;
         // (Not past our chunk: the next one may be another CPU's.)
         slot.bytes.prefetch_for_write(
             (offset + frame) as usize,
