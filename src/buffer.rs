@@ -135,6 +135,13 @@ pub struct LogBuffer<S: Sink> {
     driver: tasks::Driver,
 }
 
+/// What [`LogBuffer::try_join`] found.
+enum Join<'a> {
+    Joined(Ticket<'a>),
+    /// Slot `seq` is closed and the next one not yet active.
+    Rotating(u64),
+}
+
 /// Where a join landed.
 struct Ticket<'a> {
     slot: &'a Slot,
@@ -344,6 +351,18 @@ impl<S: Sink> LogBuffer<S> {
     fn join(&self, frame: u64, caller: Caller) -> Result<Ticket<'_>> {
         let mut contended = false;
         loop {
+            match self.try_join(frame, caller, &mut contended)? {
+                Join::Joined(t) => return Ok(t),
+                Join::Rotating(seq) => self.await_rotation(seq)?,
+            }
+        }
+    }
+
+    /// [`Self::join`] without waiting for a rotation: returns [`Join::Rotating`] if the active
+    /// slot is closed by someone else. (A slot too full for `frame` is closed and rotated by us,
+    /// which may wait for a pool entry.) `contended` is set if a join's CAS failed.
+    fn try_join(&self, frame: u64, caller: Caller, contended: &mut bool) -> Result<Join<'_>> {
+        loop {
             self.check_poison()?;
             // Acquire: pairs with the Release store in `activate`, so the slot's fields belong
             // to the incarnation `seq` or a later one.
@@ -353,8 +372,7 @@ impl<S: Sink> LogBuffer<S> {
             let mut s = slot.load(Ordering::Relaxed);
             loop {
                 if s.closed() {
-                    self.await_rotation(seq)?;
-                    break;
+                    return Ok(Join::Rotating(seq));
                 }
                 if s.joined() + frame > self.slot_size {
                     // Full: close it ourselves ("Closing"), then join the next slot.
@@ -380,16 +398,16 @@ impl<S: Sink> LogBuffer<S> {
                         let base = slot.base.load(Ordering::Relaxed);
                         let seq = slot.seq.load(Ordering::Relaxed);
                         let lsn = base.wrapping_add(s.joined());
-                        return Ok(Ticket {
+                        return Ok(Join::Joined(Ticket {
                             slot,
                             seq,
                             offset: s.joined(),
                             lsn,
-                            contended,
-                        });
+                            contended: *contended,
+                        }));
                     }
                     Err(now) => {
-                        contended = true;
+                        *contended = true;
                         self.counters.cas_retries.inc();
                         s = State(now);
                     }

@@ -19,7 +19,7 @@
 //! [`CHUNKS_PER_LANE`] chunks, so that a thread preempted in the middle of its copy holds up one
 //! chunk, not the lane.
 
-use super::{Caller, LogBuffer, Sink};
+use super::{Caller, Join, LogBuffer, Sink};
 use crate::error::Result;
 use crate::slot::Slot;
 use crate::sync::{AtomicBool, AtomicU64, Event, Ordering};
@@ -249,34 +249,45 @@ impl<S: Sink> LogBuffer<S> {
     /// if no chunk was free, else `true`.
     ///
     /// Nothing is held on the lane while the claimer joins the slot, which may park it (a
-    /// rotation, a pool entry): on an oversubscribed CPU a parked thread can wait tens of
-    /// milliseconds for its turn after its wake, and a lane marked as being claimed for that
+    /// pool entry for a slot it closed): on an oversubscribed CPU a parked thread can wait tens
+    /// of milliseconds for its turn after its wake, and a lane marked as being claimed for that
     /// long sent every other appender of the CPU to the slot's word. So claimers may overlap;
-    /// the first to open the lane wins, and a later one gives its chunk back as padding.
+    /// the first to open the lane wins, and a later one gives its chunk back as padding. For
+    /// the same reason a claimer never waits for someone else's rotation holding a chunk.
     fn claim(&self, lane: &Lane, caller: Caller) -> Result<bool> {
         // Relaxed: a hint; the open below re-validates it.
         if lane.word.load(Ordering::Relaxed) & CLOSED == 0 {
             return Ok(true);
         }
-        // Acquire: a free chunk's previous finisher marked it free with Release after its last
-        // read of `seq`/`at`, which we overwrite below. The CAS makes the chunk ours alone.
-        let Some((i, chunk)) = lane.chunks.iter().enumerate().find(|(_, c)| {
-            // Relaxed: a hint for the CAS.
-            c.free.load(Ordering::Relaxed)
-                && c.free
-                    .compare_exchange(true, false, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-        }) else {
-            // Every chunk is draining: stay closed.
-            return Ok(false);
-        };
-        let t = match self.join(self.lane_chunk, caller) {
-            Ok(t) => t,
-            Err(e) => {
-                // Release: as the finisher's store of `free`.
-                chunk.free.store(true, Ordering::Release);
-                lane.freed.notify_all();
-                return Err(e);
+        let (i, chunk, t) = loop {
+            // Acquire: a free chunk's previous finisher marked it free with Release after its
+            // last read of `seq`/`at`, which we overwrite below. The CAS makes the chunk ours
+            // alone.
+            let Some((i, chunk)) = lane.chunks.iter().enumerate().find(|(_, c)| {
+                // Relaxed: a hint for the CAS.
+                c.free.load(Ordering::Relaxed)
+                    && c.free
+                        .compare_exchange(true, false, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
+            }) else {
+                // Every chunk is draining: stay closed.
+                return Ok(false);
+            };
+            let seq = match self.try_join(self.lane_chunk, caller, &mut false) {
+                Ok(Join::Joined(t)) => break (i, chunk, t),
+                Ok(Join::Rotating(seq)) => Ok(seq),
+                Err(e) => Err(e),
+            };
+            // Give the chunk back before we wait or fail: a claimer that parked on a rotation
+            // holding its chunk kept it from every other appender of this CPU until its turn
+            // came back (milliseconds on an oversubscribed CPU), and with 16 such claimers the
+            // whole lane waited. Release: as the finisher's store of `free`.
+            chunk.free.store(true, Ordering::Release);
+            lane.freed.notify_all();
+            self.await_rotation(seq?)?;
+            // Relaxed: a hint; another claimer may have opened the lane while we waited.
+            if lane.word.load(Ordering::Relaxed) & CLOSED == 0 {
+                return Ok(true);
             }
         };
         // Relaxed: published by the Release open below (or read by ourselves when the chunk
