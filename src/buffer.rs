@@ -138,7 +138,7 @@ pub struct LogBuffer<S: Sink> {
 /// What [`LogBuffer::try_join`] found.
 enum Join<'a> {
     Joined(Ticket<'a>),
-    /// Slot `seq` is closed and the next one not yet active.
+    /// Slot `seq` was closed, and still the active one, when we looked.
     Rotating(u64),
 }
 

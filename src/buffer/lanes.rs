@@ -139,9 +139,10 @@ impl<S: Sink> LogBuffer<S> {
                 // error may return.)
                 refilled = true;
                 if !self.claim(lane, caller)? {
-                    // Every chunk is draining: their copiers were preempted on this CPU. Wait
-                    // for one to finish instead of joining the slot's word: we hold nothing,
-                    // and parking hands this CPU to the copiers we wait for.
+                    // Every chunk is draining (their copiers were preempted on this CPU) or held
+                    // by a claim. Wait for one to be finished or given back instead of joining
+                    // the slot's word: we hold nothing, and parking hands this CPU to the
+                    // copiers we wait for.
                     self.await_free_chunk(lane)?;
                     refilled = false;
                 }
@@ -227,9 +228,10 @@ impl<S: Sink> LogBuffer<S> {
     }
 
     /// Waits until one of `lane`'s chunks is free or the lane is open (spins briefly, then
-    /// parks; every finish and a failed claim notify `freed`). An open does not notify: the
-    /// other busy chunks are draining or claimed, and each ends in a finish that wakes us (a
-    /// notify per open tripled the lanes loom model, 3.5 M to 8.5 M executions).
+    /// parks; every finish and every give-back by a claim notify `freed`). An open does not
+    /// notify: the other busy chunks are draining or claimed, and each ends in a finish or a
+    /// give-back that wakes us (a notify per open tripled the lanes loom model, 3.5 M to 8.5 M
+    /// executions).
     fn await_free_chunk(&self, lane: &Lane) -> Result<()> {
         self.await_event(&lane.freed, || {
             // Relaxed: hints; the caller's CAS on the lane word or on a flag decides.
@@ -252,8 +254,9 @@ impl<S: Sink> LogBuffer<S> {
     /// pool entry for a slot it closed): on an oversubscribed CPU a parked thread can wait tens
     /// of milliseconds for its turn after its wake, and a lane marked as being claimed for that
     /// long sent every other appender of the CPU to the slot's word. So claimers may overlap;
-    /// the first to open the lane wins, and a later one gives its chunk back as padding. For
-    /// the same reason a claimer never waits for someone else's rotation holding a chunk.
+    /// the first to open the lane wins, and a later one finishes its chunk empty (all padding).
+    /// For the same reason a claimer never waits for someone else's rotation holding a chunk:
+    /// it gives the chunk back (unused, not in any slot) first.
     fn claim(&self, lane: &Lane, caller: Caller) -> Result<bool> {
         // Relaxed: a hint; the open below re-validates it.
         if lane.word.load(Ordering::Relaxed) & CLOSED == 0 {
@@ -270,10 +273,10 @@ impl<S: Sink> LogBuffer<S> {
                         .compare_exchange(true, false, Ordering::Acquire, Ordering::Relaxed)
                         .is_ok()
             }) else {
-                // Every chunk is draining: stay closed.
+                // Every chunk is draining or held by a claim: stay closed.
                 return Ok(false);
             };
-            let seq = match self.try_join(self.lane_chunk, caller, &mut false) {
+            let rotating = match self.try_join(self.lane_chunk, caller, &mut false) {
                 Ok(Join::Joined(t)) => break (i, chunk, t),
                 Ok(Join::Rotating(seq)) => Ok(seq),
                 Err(e) => Err(e),
@@ -281,17 +284,19 @@ impl<S: Sink> LogBuffer<S> {
             // Give the chunk back before we wait or fail: a claimer that parked on a rotation
             // holding its chunk kept it from every other appender of this CPU until its turn
             // came back (milliseconds on an oversubscribed CPU), and with 16 such claimers the
-            // whole lane waited. Release: as the finisher's store of `free`.
+            // whole lane waited. We wrote none of its fields. Release: our Acquire CAS took the
+            // previous finisher's (or giver's) release, and a plain store ends that release
+            // sequence, so Release passes its reads of `seq`/`at` on to the next claimer.
             chunk.free.store(true, Ordering::Release);
             lane.freed.notify_all();
-            self.await_rotation(seq?)?;
+            self.await_rotation(rotating?)?;
             // Relaxed: a hint; another claimer may have opened the lane while we waited.
             if lane.word.load(Ordering::Relaxed) & CLOSED == 0 {
                 return Ok(true);
             }
         };
-        // Relaxed: published by the Release open below (or read by ourselves when the chunk
-        // is given back).
+        // Relaxed: published by the Release open below (or read by ourselves when we finish the
+        // chunk empty).
         chunk.count.store(0, Ordering::Relaxed);
         chunk.seq.store(t.seq, Ordering::Relaxed);
         chunk.at.store(t.offset, Ordering::Relaxed);
