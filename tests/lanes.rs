@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use slotlog::storage::SimStorage;
-use slotlog::{Durability, Log, Lsn, Options};
+use slotlog::{Durability, Error, Log, Lsn, Options, RecoveryMode};
 
 mod common;
 use common::{read_all, seed, Rng};
@@ -42,10 +42,14 @@ fn options(lanes: usize) -> Options {
 /// appending FullSync and thread 1 WriteOnly now and then and thread 2 calling `flush`, so that
 /// slots close while chunks are open. Returns every acknowledged record.
 fn hammer(log: &Arc<Log>, seed: u64, threads: u64, per_thread: u64) -> BTreeMap<Lsn, Vec<u8>> {
+    // Released together, so that they contend for the slot's word (and claim lanes) even on a
+    // loaded machine, where threads started one by one could each finish alone.
+    let start = Arc::new(std::sync::Barrier::new(threads as usize));
     let handles: Vec<_> = (0..threads)
         .map(|tid| {
-            let log = log.clone();
+            let (log, start) = (log.clone(), start.clone());
             std::thread::spawn(move || {
+                start.wait();
                 let mut rng = Rng(seed ^ tid.wrapping_mul(0xA24B_AED4_963E_E407));
                 let mut mine = Vec::new();
                 for i in 0..per_thread {
@@ -105,14 +109,24 @@ fn assert_same(ctx: &str, got: Vec<(Lsn, Vec<u8>)>, want: &BTreeMap<Lsn, Vec<u8>
 #[test]
 fn lane_records_come_back_exactly_once_after_reopen() {
     let seed = seed("lane_records_come_back_exactly_once_after_reopen");
-    let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(Log::open(dir.path(), options(2)).unwrap());
-    let want = hammer(&log, seed, 6, 6000);
-    log.sync().unwrap();
-    let stats = log.stats();
-    let ctx = format!("seed {seed}, {stats:?}");
     // The lanes must have been used, or this test proves nothing about them: 6 threads on a
-    // machine with 2 CPUs contend for the slot's word at once.
+    // machine with 2 CPUs contend for the slot's word at once — unless the machine is busy
+    // enough that each thread's 6,000 appends (well under a time slice) ran alone: ~1.5% of
+    // runs beside other test binaries, with at most one failed join CAS. So a run in which no
+    // lane was used is repeated on a fresh log, up to 5 times; a lane bug fails all five.
+    let mut attempt = 0;
+    let (dir, log, want, stats) = loop {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(Log::open(dir.path(), options(2)).unwrap());
+        let want = hammer(&log, seed.wrapping_add(attempt), 6, 6000);
+        log.sync().unwrap();
+        let stats = log.stats();
+        attempt += 1;
+        if stats.lane_chunks > 0 || attempt == 5 {
+            break (dir, log, want, stats);
+        }
+    };
+    let ctx = format!("seed {seed}, attempt {attempt}, {stats:?}");
     if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
         assert!(stats.lane_chunks > 0, "{ctx}: no chunk was used");
         assert!(stats.lane_pad_bytes > 0, "{ctx}: no chunk was cut short");
@@ -221,7 +235,25 @@ fn lane_records_synced_before_a_power_cut_survive_it() {
         chunks += log.stats().lane_chunks;
         drop(Arc::try_unwrap(log).expect("log still shared"));
         let synced = synced.load(Ordering::SeqCst);
-        let log = Log::open(dir, opts()).unwrap_or_else(|e| panic!("{ctx}: reopen failed: {e}"));
+        // The sim tears the last unsynced write of *each* file, keeping part of its last sector,
+        // so when the other appenders wrote more than the in-flight window W between the last
+        // sync and the cut (the cutting thread was descheduled), a fragment of a later segment
+        // can hold valid records more than W above the first hole. That is the power-loss case
+        // `docs/design.md` ("Power loss and W") documents: the default mode refuses the log as
+        // corrupt, and `KeepValidPrefix`, the documented remedy, keeps everything below the
+        // hole, which must include everything synced (checked below). ~2% of runs on a loaded
+        // machine took this path.
+        let log = match Log::open(dir, opts()) {
+            Ok(log) => log,
+            Err(e @ Error::Corrupt { .. }) => {
+                eprintln!(
+                    "{ctx}: default open refused the log ({e}); reopening with KeepValidPrefix"
+                );
+                Log::open(dir, opts().recovery_mode(RecoveryMode::KeepValidPrefix))
+                    .unwrap_or_else(|e| panic!("{ctx}: reopen with KeepValidPrefix failed: {e}"))
+            }
+            Err(e) => panic!("{ctx}: reopen failed: {e}"),
+        };
         let got = read_all(&log);
         let by_lsn: BTreeMap<Lsn, Vec<u8>> = got.into_iter().collect();
         for (lsn, data) in &by_lsn {
