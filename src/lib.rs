@@ -38,6 +38,7 @@
 #![warn(missing_docs)]
 
 mod buffer;
+mod checksum;
 mod error;
 mod format;
 mod log;

@@ -106,7 +106,9 @@ impl Log {
         if segments.snapshot().is_empty() {
             segments.create_first()?;
         }
-        segments.ensure(recovered.end)?;
+        if recovered.end < crate::format::MAX_ADDRESS {
+            segments.ensure(recovered.end)?;
+        } // else the log's address space is used up: it stays readable, and appends fail.
         let config = BufferConfig {
             slot_size: options.slot_size,
             slot_pool: options.slot_pool,
@@ -535,7 +537,11 @@ impl LogIter {
                         return Ok(None);
                     };
                     self.pos = seg.base();
-                    *slot = Some(Scanner::new(seg, self.segments.seed(), self.max_record));
+                    *slot = Some(Scanner::new(
+                        seg,
+                        self.segments.frame_crc().clone(),
+                        self.max_record,
+                    ));
                     // The new position may be the end already.
                     continue;
                 }

@@ -131,7 +131,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
         // Keep the segments before the damage; everything after the bad one goes below.
     }
     geometry.log_id = segments[0].header.log_id;
-    let seed = format::crc_seed(geometry.log_id);
+    let crc = format::FrameCrc::new(geometry.log_id);
     let window = segments
         .iter()
         .map(|s| s.header.window)
@@ -150,7 +150,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
     let mut damage: Option<(usize, &'static str)> = None;
     'segments: for (i, seg) in segments.iter().enumerate() {
         pos = seg.base();
-        let mut scanner = Scanner::new(seg.clone(), seed, max_record);
+        let mut scanner = Scanner::new(seg.clone(), crc.clone(), max_record);
         loop {
             match scanner.step(pos)? {
                 Step::Record { total } | Step::Pad { total } => pos += total,
@@ -172,7 +172,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
         let mut survivors: Vec<(usize, Survivors)> = Vec::new();
         for (j, seg) in segments.iter().enumerate().skip(i) {
             let from = if j == i { pos + 1 } else { seg.base() };
-            let found = find_survivors(seg, seed, max_record, from)?;
+            let found = find_survivors(seg, &crc, max_record, from)?;
             if found.first.is_some() {
                 survivors.push((j, found));
             }
@@ -237,10 +237,11 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
         }
     }
 
-    // New appends go into the last segment, and may put padding frames inside it (format
-    // version 2, "Lanes"). If it still has a version 1 header, a build that reads only version 1
-    // would take such a padding frame for damage and cut the log there: give it this version's
-    // header (durably, in place: 64 bytes, one sector) so that such a build refuses it instead.
+    // New appends go into the last segment, and may put frames there that older builds cannot
+    // read: padding inside a segment (format version 2, "Lanes") and CRC-32C frames (version 3).
+    // A build that reads only an older version would take such a frame for damage and cut the
+    // log there: give the segment this version's header (durably, in place: 64 bytes, one
+    // sector) so that such a build refuses it instead.
     if let Some(last) = segments.last() {
         let mut buf = [0u8; SEGMENT_HEADER_LEN];
         read_full(last.file.as_ref(), 0, &mut buf)

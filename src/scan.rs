@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::format::{self, FrameKind, FRAME_HEADER_LEN};
+use crate::format::{self, FrameCrc, FrameKind, FRAME_HEADER_LEN};
 use crate::segment::Segment;
 use crate::storage::read_full;
 
@@ -28,7 +28,7 @@ pub(crate) enum Step {
 /// Reads frames of one segment through a buffer.
 pub(crate) struct Scanner {
     seg: Arc<Segment>,
-    seed: u32,
+    crc: FrameCrc,
     max_record: u64,
     buf: Vec<u8>,
     /// File offset of `buf[0]`.
@@ -38,10 +38,10 @@ pub(crate) struct Scanner {
 }
 
 impl Scanner {
-    pub(crate) fn new(seg: Arc<Segment>, seed: u32, max_record: u64) -> Self {
+    pub(crate) fn new(seg: Arc<Segment>, crc: FrameCrc, max_record: u64) -> Self {
         Scanner {
             seg,
-            seed,
+            crc,
             max_record,
             buf: Vec::new(),
             buf_at: 0,
@@ -80,7 +80,7 @@ impl Scanner {
             });
         };
         let header: [u8; FRAME_HEADER_LEN] = self.buf[r].try_into().expect("header length");
-        let len = match format::parse_header(self.seed, lsn, &header, room, self.max_record) {
+        let len = match format::parse_header(&self.crc, lsn, &header, room, self.max_record) {
             Err(e) => {
                 return Ok(Step::Damage {
                     reason: e.describe(),
@@ -99,7 +99,7 @@ impl Scanner {
                 reason: "file ends inside a record",
             });
         };
-        if let Err(e) = format::verify_record(self.seed, &header, &self.buf[r.clone()]) {
+        if let Err(e) = format::verify_record(&self.crc, &header, &self.buf[r.clone()]) {
             return Ok(Step::Damage {
                 reason: e.describe(),
             });
@@ -132,12 +132,12 @@ pub(crate) struct Survivors {
 /// costs one 8-byte compare unless it really is a frame of this log at this address.
 pub(crate) fn find_survivors(
     seg: &Arc<Segment>,
-    seed: u32,
+    crc: &FrameCrc,
     max_record: u64,
     from: u64,
 ) -> Result<Survivors> {
     let mut found = Survivors::default();
-    let mut verify = Scanner::new(seg.clone(), seed, max_record);
+    let mut verify = Scanner::new(seg.clone(), crc.clone(), max_record);
     let mut chunk = vec![0u8; CHUNK + 8];
     let mut pos = from;
     let last_candidate = seg.end().saturating_sub(FRAME_HEADER_LEN as u64);
@@ -155,7 +155,10 @@ pub(crate) fn find_survivors(
                 next = lsn;
                 break;
             }
-            if u64::from_le_bytes(chunk[i..i + 8].try_into().unwrap()) == lsn {
+            if format::is_address_word_of(
+                u64::from_le_bytes(chunk[i..i + 8].try_into().unwrap()),
+                lsn,
+            ) {
                 let total = match verify.step(lsn)? {
                     Step::Record { total } | Step::Pad { total } => Some(total),
                     _ => None,

@@ -57,8 +57,7 @@ pub(crate) struct Segments {
     storage: Arc<dyn Storage>,
     dir: PathBuf,
     geometry: Geometry,
-    seed: u32,
-    seeded: format::Seeded,
+    crc: format::FrameCrc,
     /// Ordered by base, contiguous.
     list: RwLock<Vec<Arc<Segment>>>,
     /// Serialises creation, so a segment is made once.
@@ -93,8 +92,7 @@ impl Segments {
         Segments {
             storage,
             dir,
-            seed: format::crc_seed(geometry.log_id),
-            seeded: format::Seeded::new(format::crc_seed(geometry.log_id)),
+            crc: format::FrameCrc::new(geometry.log_id),
             geometry,
             list: RwLock::new(list),
             creating: Mutex::new(()),
@@ -111,8 +109,8 @@ impl Segments {
         }
     }
 
-    pub(crate) fn seed(&self) -> u32 {
-        self.seed
+    pub(crate) fn frame_crc(&self) -> &format::FrameCrc {
+        &self.crc
     }
 
     pub(crate) fn snapshot(&self) -> Vec<Arc<Segment>> {
@@ -173,6 +171,14 @@ impl Segments {
         };
         let path = self.dir.join(format::segment_file_name(base));
         let io = |op, p: &Path, e| Error::io(op, p, None, e);
+        if base
+            .checked_add(g.payload)
+            .map_or(true, |end| end > format::MAX_ADDRESS)
+        {
+            // The top bit of a frame's address word names its checksum kind (format.md).
+            let full = std::io::Error::other("log address space (2^63 bytes) exhausted");
+            return Err(io("create", &path, full));
+        }
         let size = SEGMENT_HEADER_LEN as u64 + g.payload;
         let spare = self.spares.lock().pop();
         let (from, create) = match &spare {
@@ -390,11 +396,11 @@ impl Sink for SegmentSink {
     }
 
     fn record_header(&self, lsn: u64, data: &[u8]) -> [u8; FRAME_HEADER_LEN] {
-        format::record_header(&self.0.seeded, lsn, data)
+        format::record_header(&self.0.crc, lsn, data)
     }
 
     fn pad_header(&self, lsn: u64, total: u64) -> Option<[u8; FRAME_HEADER_LEN]> {
-        (total >= FRAME_HEADER_LEN as u64).then(|| format::pad_header(self.0.seed, lsn, total))
+        (total >= FRAME_HEADER_LEN as u64).then(|| format::pad_header(&self.0.crc, lsn, total))
     }
 
     fn segment_end(&self, lsn: u64) -> u64 {

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use slotlog::storage::{Fault, SimStorage};
+use slotlog::storage::{Fault, SimStorage, Storage};
 use slotlog::{Durability, Error, Log, Lsn, Options};
 
 mod common;
@@ -125,6 +125,71 @@ fn record_too_large_leaves_the_log_working() {
     assert_eq!(got, vec![(a, 1), (b, 2), (c, 3)]);
     assert_eq!(read_all(&log)[1].1.len(), max);
     log.close().unwrap();
+}
+
+/// Log addresses end at 2^63 (the top bit of a frame's address word names its checksum kind,
+/// docs/format.md). A log that reaches the end gets an error on the append that needs a new
+/// segment there, never a panic, and keeps every record it acknowledged.
+#[test]
+fn the_end_of_the_address_space_is_an_error_not_a_panic() {
+    let sim = SimStorage::new();
+    let options = small().flush_interval(None).storage(sim.clone());
+    let log = Log::open(sim_dir(), options.clone()).unwrap();
+    log.append(b"only here for the header", Durability::FullSync)
+        .unwrap();
+    log.close().unwrap();
+    // The same log, moved to two segments before the end: its first segment's header with
+    // another base (docs/format.md: base at 24..32, CRC of 0..60 at 60), and no frames.
+    let seg0 = sim_dir().join(format!("{:016x}.seg", 0));
+    let bytes = sim.read_file(&seg0).unwrap();
+    let room = u64::from_le_bytes(bytes[32..40].try_into().unwrap());
+    let base = (1u64 << 63) - 2 * room;
+    let mut moved = vec![0u8; bytes.len()];
+    moved[..64].copy_from_slice(&bytes[..64]);
+    moved[24..32].copy_from_slice(&base.to_le_bytes());
+    let crc = crc32fast::hash(&moved[0..60]);
+    moved[60..64].copy_from_slice(&crc.to_le_bytes());
+    for name in sim.list(&sim_dir()).unwrap() {
+        if name.ends_with(".seg") || name.ends_with(".free") {
+            sim.remove(&sim_dir().join(name)).unwrap();
+        }
+    }
+    sim.write_file(&sim_dir().join(format!("{base:016x}.seg")), moved);
+
+    let log = Log::open(sim_dir(), options.clone()).unwrap();
+    let mut acked = Vec::new();
+    let error = loop {
+        let id = acked.len() as u64;
+        match log.append(&payload(id, 3000), Durability::FullSync) {
+            Ok(lsn) => {
+                assert!(lsn.as_u64() >= base && lsn.as_u64() < 1 << 63, "{lsn:?}");
+                acked.push((lsn, id));
+            }
+            Err(e) => break e,
+        }
+        assert!(acked.len() < 1000, "two segments never filled");
+    };
+    let text = format!("{error}");
+    assert!(text.contains("address space"), "{text}");
+    assert!(
+        acked.len() as u64 > room / 3100,
+        "failed early: {} records, {text}",
+        acked.len()
+    );
+    assert!(log.append(b"after", Durability::NoSync).is_err());
+    drop(log);
+
+    let log = Log::open(sim_dir(), options).unwrap();
+    let got: Vec<(Lsn, u64)> = read_all(&log)
+        .iter()
+        .map(|(l, d)| (*l, verify(d)))
+        .collect();
+    assert_eq!(got, acked, "the acknowledged records after a reopen");
+    let again = log.append(b"still full", Durability::FullSync);
+    assert!(
+        again.is_err(),
+        "an append past the end after a reopen: {again:?}"
+    );
 }
 
 #[test]

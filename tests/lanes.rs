@@ -274,43 +274,44 @@ fn lane_records_synced_before_a_power_cut_survive_it() {
     }
 }
 
-/// Lanes put padding frames inside the segment appends go to (format version 2). A log whose
-/// last segment still has a version 1 header gets a version 2 one at `open`, so that a build
-/// that reads only version 1 refuses the segment instead of cutting the log at such a pad.
+/// New appends may put frames into the last segment that older builds cannot read: padding
+/// inside a segment (format version 2, lanes) and CRC-32C frames (version 3). A log whose last
+/// segment has an older header gets this version's header at `open`, so that an older build
+/// refuses the segment instead of cutting the log at such a frame.
 #[test]
-fn open_gives_a_version_1_tail_segment_a_version_2_header() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), options(2)).unwrap();
-    let first = log
-        .append(b"written by version 1", Durability::FullSync)
-        .unwrap();
-    log.close().unwrap();
-    let mut segs: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .collect();
-    segs.sort();
-    let tail = segs.last().expect("a segment file").clone();
-    let version = |b: &[u8]| u32::from_le_bytes(b[8..12].try_into().unwrap());
-    // Make the tail a version 1 segment (docs/format.md: version at 8..12, CRC of 0..60 at 60).
-    let mut bytes = std::fs::read(&tail).unwrap();
-    assert_eq!(version(&bytes), 2);
-    bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
-    let crc = crc32fast::hash(&bytes[0..60]);
-    bytes[60..64].copy_from_slice(&crc.to_le_bytes());
-    std::fs::write(&tail, &bytes).unwrap();
+fn open_gives_an_older_tail_segment_this_versions_header() {
+    // Longer than the CRC-32C limit (256 B), so its frame is CRC-32 (IEEE), as every frame of
+    // versions 1 and 2 is, and the segment is a faithful older one once its header says so.
+    let record = vec![b'v'; 300];
+    for old in [1u32, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), options(2)).unwrap();
+        let first = log.append(&record, Durability::FullSync).unwrap();
+        log.close().unwrap();
+        let mut segs: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+            .collect();
+        segs.sort();
+        let tail = segs.last().expect("a segment file").clone();
+        let version = |b: &[u8]| u32::from_le_bytes(b[8..12].try_into().unwrap());
+        // Make the tail an older segment (docs/format.md: version at 8..12, CRC of 0..60 at 60).
+        let mut bytes = std::fs::read(&tail).unwrap();
+        assert_eq!(version(&bytes), 3);
+        bytes[8..12].copy_from_slice(&old.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[0..60]);
+        bytes[60..64].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&tail, &bytes).unwrap();
 
-    let log = Log::open(dir.path(), options(2)).unwrap();
-    assert_eq!(
-        version(&std::fs::read(&tail).unwrap()),
-        2,
-        "the tail segment's header was not upgraded"
-    );
-    let got = read_all(&log);
-    assert_eq!(got.len(), 1);
-    assert_eq!(
-        (got[0].0, &got[0].1[..]),
-        (first, &b"written by version 1"[..])
-    );
+        let log = Log::open(dir.path(), options(2)).unwrap();
+        assert_eq!(
+            version(&std::fs::read(&tail).unwrap()),
+            3,
+            "the version {old} tail segment's header was not upgraded"
+        );
+        let got = read_all(&log);
+        assert_eq!(got.len(), 1, "version {old}");
+        assert_eq!((got[0].0, &got[0].1), (first, &record), "version {old}");
+    }
 }

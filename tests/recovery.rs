@@ -432,11 +432,14 @@ fn hole_case(seed: u64, hole_bytes_before_end: u64, new_records: usize, across_s
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         if let Some((_, bytes)) = files.iter().find(|(n, _)| *n == name) {
             let at = off as usize..(off + frame_len(data)) as usize;
-            let mut frame = lsn.as_u64().to_le_bytes().to_vec();
-            frame.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            // docs/format.md: the address word's top bit names the checksum kind.
+            let address = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap()) & !(1 << 63);
+            let still_there = bytes.get(at.start..at.start + 8).map(address) == Some(lsn.as_u64())
+                && bytes.get(at.start + 8..at.start + 12)
+                    == Some(&(data.len() as u32).to_le_bytes()[..])
+                && bytes.get(at.start + 16..at.end) == Some(&data[..]);
             assert!(
-                bytes.get(at.start..at.start + 12) != Some(&frame[..])
-                    || bytes.get(at.start + 16..at.end) != Some(&data[..]),
+                !still_there,
                 "{ctx}: the old record at {lsn:?} is still in {name}"
             );
         }

@@ -208,7 +208,8 @@ fn mask(file: usize, at: usize) -> u8 {
     r.next() as u8
 }
 
-/// A segment header with a valid checksum (the layout of `docs/format.md`).
+/// A segment header of this format version with a valid checksum (the layout of
+/// `docs/format.md`).
 pub fn segment_header(
     log_id: u64,
     base: u64,
@@ -218,7 +219,7 @@ pub fn segment_header(
 ) -> [u8; 64] {
     let mut b = [0u8; 64];
     b[0..8].copy_from_slice(b"SLOTLOG\0");
-    b[8..12].copy_from_slice(&1u32.to_le_bytes());
+    b[8..12].copy_from_slice(&3u32.to_le_bytes());
     b[12..16].copy_from_slice(&64u32.to_le_bytes());
     b[16..24].copy_from_slice(&log_id.to_le_bytes());
     b[24..32].copy_from_slice(&base.to_le_bytes());

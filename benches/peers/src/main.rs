@@ -1021,7 +1021,7 @@ side by side.\n"
 
     let _ = writeln!(
         w,
-        "## Checksum\n\nCommand: `{CMD}` (`benches/peers/src/checksum.rs`). CPU per record of the frame checksum (continue from the log's seed over the 12 header bytes, then the record; best of 3 loops): crc32fast, which slotlog uses, against hardware CRC32C — one chain of SSE4.2 `crc32` instructions, and the `crc32c` crate (three interleaved chains).\n"
+        "## Checksum\n\nCommand: `{CMD}` (`benches/peers/src/checksum.rs`). CPU per record of the frame checksum (continue from the log's seed over the 12 header bytes, then the record; best of 3 loops): crc32fast (CRC-32/IEEE) against hardware CRC32C — one chain of SSE4.2 `crc32` instructions, and the `crc32c` crate (three interleaved chains). slotlog checksums records of at most 256 B with the one-stream CRC32C where the CPU has the instruction and everything else with crc32fast (`docs/format.md`, \"Checksum kinds\"); the table shows where the two cross.\n"
     );
     let _ = writeln!(
         w,
