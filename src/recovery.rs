@@ -237,20 +237,21 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
         }
     }
 
-    // New appends go into the last segment, and may put frames there that older builds cannot
+    // New appends go into the segment holding `pos` and the ones after it (the preparer often
+    // made one more before the last close), and may put frames there that older builds cannot
     // read: padding inside a segment (format version 2, "Lanes") and CRC-32C frames (version 3).
     // A build that reads only an older version would take such a frame for damage and cut the
-    // log there: give the segment this version's header (durably, in place: 64 bytes, one
-    // sector) so that such a build refuses it instead.
-    if let Some(last) = segments.last() {
+    // log there: give each of these segments this version's header (durably, in place: 64
+    // bytes, one sector) so that such a build refuses them instead.
+    for seg in segments.iter().filter(|s| s.end() > pos) {
         let mut buf = [0u8; SEGMENT_HEADER_LEN];
-        read_full(last.file.as_ref(), 0, &mut buf)
-            .map_err(|e| Error::io("read", &last.path, Some(0), e))?;
-        let current = last.header.encode();
+        read_full(seg.file.as_ref(), 0, &mut buf)
+            .map_err(|e| Error::io("read", &seg.path, Some(0), e))?;
+        let current = seg.header.encode();
         if buf != current {
-            last.file
+            seg.file
                 .write_durable_at(0, &current)
-                .map_err(|e| Error::io("write", &last.path, Some(0), e))?;
+                .map_err(|e| Error::io("write", &seg.path, Some(0), e))?;
         }
     }
 

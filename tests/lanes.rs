@@ -4,6 +4,7 @@
 //! live log and after a reopen; nothing else may come back.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -274,44 +275,68 @@ fn lane_records_synced_before_a_power_cut_survive_it() {
     }
 }
 
-/// New appends may put frames into the last segment that older builds cannot read: padding
-/// inside a segment (format version 2, lanes) and CRC-32C frames (version 3). A log whose last
-/// segment has an older header gets this version's header at `open`, so that an older build
-/// refuses the segment instead of cutting the log at such a frame.
+/// New appends may put frames that older builds cannot read (padding inside a segment, format
+/// version 2; CRC-32C frames, version 3) into the segment the log ends in and the ones after it
+/// (the preparer often made the next one before the close). `open` gives each of them this
+/// version's header, so that an older build refuses them instead of cutting the log at such a
+/// frame.
 #[test]
-fn open_gives_an_older_tail_segment_this_versions_header() {
-    // Longer than the CRC-32C limit (256 B), so its frame is CRC-32 (IEEE), as every frame of
-    // versions 1 and 2 is, and the segment is a faithful older one once its header says so.
-    let record = vec![b'v'; 300];
-    for old in [1u32, 2] {
-        let dir = tempfile::tempdir().unwrap();
-        let log = Log::open(dir.path(), options(2)).unwrap();
-        let first = log.append(&record, Durability::FullSync).unwrap();
-        log.close().unwrap();
-        let mut segs: Vec<_> = std::fs::read_dir(dir.path())
+fn open_gives_older_segments_appends_go_to_this_versions_header() {
+    // Longer than the CRC-32C limit (256 B), so their frames are CRC-32 (IEEE), as every frame
+    // of versions 1 and 2 is: the segments are faithful older ones once their headers say so.
+    let long = |i: u8| vec![i; 300 + usize::from(i)];
+    let version = |b: &[u8]| u32::from_le_bytes(b[8..12].try_into().unwrap());
+    let segments = |dir: &Path| {
+        let mut segs: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().path())
             .filter(|p| p.extension().is_some_and(|x| x == "seg"))
             .collect();
         segs.sort();
-        let tail = segs.last().expect("a segment file").clone();
-        let version = |b: &[u8]| u32::from_le_bytes(b[8..12].try_into().unwrap());
-        // Make the tail an older segment (docs/format.md: version at 8..12, CRC of 0..60 at 60).
-        let mut bytes = std::fs::read(&tail).unwrap();
-        assert_eq!(version(&bytes), 3);
-        bytes[8..12].copy_from_slice(&old.to_le_bytes());
-        let crc = crc32fast::hash(&bytes[0..60]);
-        bytes[60..64].copy_from_slice(&crc.to_le_bytes());
-        std::fs::write(&tail, &bytes).unwrap();
+        segs
+    };
+    for old in [1u32, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), options(2)).unwrap();
+        let mut expect = Vec::new();
+        for i in 0..8u8 {
+            expect.push((log.append(&long(i), Durability::FullSync).unwrap(), long(i)));
+        }
+        log.close().unwrap();
+        // Make every segment an older one (docs/format.md: version at 8..12, CRC of 0..60 at 60).
+        for seg in segments(dir.path()) {
+            let mut bytes = std::fs::read(&seg).unwrap();
+            assert_eq!(version(&bytes), 3);
+            bytes[8..12].copy_from_slice(&old.to_le_bytes());
+            let crc = crc32fast::hash(&bytes[0..60]);
+            bytes[60..64].copy_from_slice(&crc.to_le_bytes());
+            std::fs::write(&seg, &bytes).unwrap();
+        }
 
         let log = Log::open(dir.path(), options(2)).unwrap();
-        assert_eq!(
-            version(&std::fs::read(&tail).unwrap()),
-            3,
-            "the version {old} tail segment's header was not upgraded"
-        );
+        let short = b"a short record: a CRC-32C frame where the CPU has the instruction".to_vec();
+        let at = log.append(&short, Durability::FullSync).unwrap();
+        expect.push((at, short));
+        // Every segment that holds or follows the new record has this version's header.
+        let mut checked = 0;
+        for seg in segments(dir.path()) {
+            let bytes = std::fs::read(&seg).unwrap();
+            let base = u64::from_le_bytes(bytes[24..32].try_into().unwrap());
+            let payload = u64::from_le_bytes(bytes[32..40].try_into().unwrap());
+            if base + payload > at.as_u64() {
+                assert_eq!(
+                    version(&bytes),
+                    3,
+                    "version {old}: {} holds or follows the new record at {at:?}",
+                    seg.display()
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked >= 1, "version {old}: no segment holds {at:?}");
+        log.close().unwrap();
+        let log = Log::open(dir.path(), options(2)).unwrap();
         let got = read_all(&log);
-        assert_eq!(got.len(), 1, "version {old}");
-        assert_eq!((got[0].0, &got[0].1), (first, &record), "version {old}");
+        assert_eq!(got, expect, "version {old}");
     }
 }
