@@ -107,6 +107,10 @@ impl Options {
 
     /// Buffer bytes per slot. Default 256 KiB. Records whose frame is larger than half a slot
     /// are written directly from the caller's memory ("unbuffered").
+    ///
+    /// Larger slots mean fewer, larger writes: on our 2-core test machine 1 MiB slots made small
+    /// `NoSync` appends 10–40% faster and 4 KiB `WriteOnly` appends ~5% slower
+    /// (`docs/performance-analysis.md`, "Slot size"). Memory is `slot_pool` × this.
     pub fn slot_size(mut self, bytes: usize) -> Self {
         self.slot_size = bytes;
         self
