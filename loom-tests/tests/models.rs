@@ -583,29 +583,13 @@ fn lanes_beside_a_flush() {
 /// some execution put both threads' second records into one chunk.
 #[test]
 fn two_appenders_share_one_lane() {
-    let (hit, seen) = hits();
-    model("two_appenders_share_one_lane", 3, move || {
-        let buf = buffer_with_lanes(MemSink::new(0), 16, 3, 1, 4);
-        let b = buf.clone();
-        let t1 = spawn("t1", move || {
-            vec![append(&b, &[1], None), append(&b, &[2], None)]
-        });
-        let b = buf.clone();
-        let t2 = spawn("t2", move || {
-            vec![append(&b, &[3], None), append(&b, &[4], None)]
-        });
-        let mut recs = t1.join().unwrap();
-        recs.extend(t2.join().unwrap());
+    let records: [&'static [u8]; 2] = [&[1], &[2]];
+    let hits = one_lane_model("two_appenders_share_one_lane", 3, &records, |buf| {
         // Each thread has one lane record, so an open chunk that holds two bytes holds both.
-        if lane_0_open_with(&buf, 2) {
-            hit.fetch_add(1, Ordering::Relaxed);
-        }
-        let end = buf.reserved_end().expect("reserved_end");
-        check_final(&buf, &recs, end);
-        assert_every_chunk_free(&buf);
+        lane_0_open_with(buf, 2)
     });
     assert!(
-        seen.load(Ordering::Relaxed) > 0,
+        hits > 0,
         "no execution put both second records into one chunk"
     );
 }
@@ -613,23 +597,37 @@ fn two_appenders_share_one_lane() {
 /// As `two_appenders_share_one_lane`, but t1's third record (8 bytes, joined directly) does
 /// not fit beside the chunks and closes the slot as full, while t2 may be claiming the lane or
 /// appending in it: a claimer that meets the rotation gives its chunk back before it waits
-/// ("Lanes" in docs/design.md). Every record written once at its address, every other byte a
-/// chunk's padding, and every chunk free after the final flush; asserts that some execution
-/// closed a slot as full.
+/// ("Lanes" in docs/design.md). Same checks; asserts that some execution closed a slot as
+/// full. Bound 2 in CI: it reaches the claim that meets the rotation and fails at once without
+/// the give-back (docs/testing.md); bound 3 explored 535,622 executions in 56 s.
 #[test]
 fn lane_claims_race_a_full_close() {
+    let records: [&'static [u8]; 3] = [&[1], &[2], &[5; 8]];
+    let hits = one_lane_model("lane_claims_race_a_full_close", 2, &records, |buf| {
+        buf.stats().slots_closed_full > 0
+    });
+    assert!(hits > 0, "no execution closed a slot as full");
+}
+
+/// A model of two appenders on one lane (slot 16, pool 3, 1 lane × 2 chunks of 4 bytes, no
+/// frame headers): t1 appends `t1_records` and t2 two 1-byte records, all NoSync. After both
+/// return, `reached` says whether the execution got into the model's situation; then the final
+/// flush, the check of every record and padding byte, and that no chunk is still taken.
+/// Returns the number of executions that `reached` it.
+fn one_lane_model(
+    name: &str,
+    bound: usize,
+    t1_records: &[&'static [u8]],
+    reached: fn(&slotlog_loom_tests::Buf) -> bool,
+) -> usize {
     let (hit, seen) = hits();
-    // Bound 2 in CI: it reaches the claim that meets the rotation and fails at once without
-    // the give-back (docs/testing.md); bound 3 explored 535,622 executions in 56 s.
-    model("lane_claims_race_a_full_close", 2, move || {
+    let t1_records: Vec<&'static [u8]> = t1_records.to_vec();
+    model(name, bound, move || {
         let buf = buffer_with_lanes(MemSink::new(0), 16, 3, 1, 4);
         let b = buf.clone();
+        let mine = t1_records.clone();
         let t1 = spawn("t1", move || {
-            vec![
-                append(&b, &[1], None),
-                append(&b, &[2], None),
-                append(&b, &[5; 8], None),
-            ]
+            mine.iter().map(|r| append(&b, r, None)).collect::<Vec<_>>()
         });
         let b = buf.clone();
         let t2 = spawn("t2", move || {
@@ -637,17 +635,14 @@ fn lane_claims_race_a_full_close() {
         });
         let mut recs = t1.join().unwrap();
         recs.extend(t2.join().unwrap());
-        if buf.stats().slots_closed_full > 0 {
+        if reached(&buf) {
             hit.fetch_add(1, Ordering::Relaxed);
         }
         let end = buf.reserved_end().expect("reserved_end");
         check_final(&buf, &recs, end);
         assert_every_chunk_free(&buf);
     });
-    assert!(
-        seen.load(Ordering::Relaxed) > 0,
-        "no execution closed a slot as full"
-    );
+    seen.load(Ordering::Relaxed)
 }
 
 /// After the final flush, which cuts every open chunk, no chunk may still be taken: a claim
