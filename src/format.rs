@@ -25,9 +25,15 @@ const CRC32C_FLAG: u64 = 1 << 63;
 /// Log addresses are below 2^63: the top bit of a frame's address word is [`CRC32C_FLAG`].
 pub(crate) const MAX_ADDRESS: u64 = 1 << 63;
 
+/// Whether a segment of `payload` bytes at `base` lies below [`MAX_ADDRESS`].
+pub(crate) fn segment_fits(base: u64, payload: u64) -> bool {
+    base.checked_add(payload)
+        .is_some_and(|end| end <= MAX_ADDRESS)
+}
+
 /// The CRC-32 (IEEE) state every frame checksum of that kind starts from: the CRC of the log's
 /// random id, so that a frame copied from another log never verifies here.
-pub(crate) fn crc_seed(log_id: u64) -> u32 {
+fn crc_seed(log_id: u64) -> u32 {
     crc32fast::hash(&log_id.to_le_bytes())
 }
 
@@ -265,9 +271,7 @@ impl SegmentHeader {
         };
         if h.payload < FRAME_HEADER_LEN as u64
             || h.max_record > 1 << 30
-            || h.base
-                .checked_add(h.payload)
-                .map_or(true, |end| end > MAX_ADDRESS)
+            || !segment_fits(h.base, h.payload)
         {
             return Err("segment geometry out of range");
         }

@@ -171,10 +171,7 @@ impl Segments {
         };
         let path = self.dir.join(format::segment_file_name(base));
         let io = |op, p: &Path, e| Error::io(op, p, None, e);
-        if base
-            .checked_add(g.payload)
-            .map_or(true, |end| end > format::MAX_ADDRESS)
-        {
+        if !format::segment_fits(base, g.payload) {
             // The top bit of a frame's address word names its checksum kind (format.md).
             let full = std::io::Error::other("log address space (2^63 bytes) exhausted");
             return Err(io("create", &path, full));
