@@ -11,6 +11,8 @@
 //! LEVEL is `no`, `write` or `full`; SYSTEMS is a comma list of name fragments (default
 //! `slotlog`; `slotlog-nolanes` adds slotlog with `Options::lanes(0)`). To compare two builds of slotlog, build this example at both commits and run the
 //! two binaries alternately. Set `SLOTLOG_BENCH_DIR` to a scratch directory on a real disk.
+//! `SLOTLOG_BENCH_SLOT_KB` and `SLOTLOG_BENCH_POOL` set slotlog's slot size and pool,
+//! `SLOTLOG_BENCH_B2_KB` the mutex buffer's size (for A/B runs of those settings).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,12 +116,14 @@ fn protocol_counters(a: &slotlog::Stats, b: &slotlog::Stats) -> String {
     };
     format!(
         "per append: {:.3} join retries, {:.3} parks ({:.3} as followers), {:.3} pool waits; \
-         {}, {}",
+         {}, {} (in the round: {} parks, {} pool waits)",
         per(a.cas_retries, b.cas_retries),
         per(a.parks, b.parks),
         per(a.follower_parks, b.follower_parks),
         per(a.pool_waits, b.pool_waits),
         records_per("write", a.writes, b.writes),
         records_per("fdatasync", a.fdatasyncs, b.fdatasyncs),
+        b.parks - a.parks,
+        b.pool_waits - a.pool_waits,
     )
 }

@@ -65,7 +65,7 @@ fn round(threads: usize, size: usize, ms: u64, lanes: usize) -> f64 {
     let buf = Arc::new(LogBuffer::new(
         NullSink,
         BufferConfig {
-            slot_size: 256 << 10,
+            slot_size: 1 << 20, // the default of `Options::slot_size`
             slot_pool: 4,
             lanes,
             lane_chunk: 8 << 10,

@@ -110,7 +110,7 @@ impl Log {
             segments.ensure(recovered.end)?;
         } // else the log's address space is used up: it stays readable, and appends fail.
         let config = BufferConfig {
-            slot_size: options.slot_size,
+            slot_size: options.slot_bytes(),
             slot_pool: options.slot_pool,
             lanes: options.lane_count(),
             lane_chunk: options.lane_chunk(),

@@ -47,6 +47,8 @@ pub const MAX_LANES: usize = 16;
 const LANE_CHUNK: usize = 8 << 10;
 /// Slots too small for a chunk this big get no lanes.
 const MIN_LANE_CHUNK: usize = 256;
+/// Bytes per slot unless [`Options::slot_size`] says otherwise (or the segment is small).
+const DEFAULT_SLOT_SIZE: usize = 1 << 20;
 
 /// Options for [`Log::open`](crate::Log::open): `Options::default()` plus chainable setters.
 ///
@@ -57,7 +59,8 @@ const MIN_LANE_CHUNK: usize = 256;
 #[derive(Clone)]
 pub struct Options {
     pub(crate) segment_size: u64,
-    pub(crate) slot_size: usize,
+    /// `None`: [`DEFAULT_SLOT_SIZE`], or less for small segments ([`Options::slot_bytes`]).
+    pub(crate) slot_size: Option<usize>,
     pub(crate) slot_pool: usize,
     pub(crate) lanes: Option<usize>,
     pub(crate) max_record_size: usize,
@@ -71,7 +74,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             segment_size: 64 << 20,
-            slot_size: 256 << 10,
+            slot_size: None,
             slot_pool: 4,
             lanes: None,
             max_record_size: 16 << 20,
@@ -87,7 +90,7 @@ impl fmt::Debug for Options {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Options")
             .field("segment_size", &self.segment_size)
-            .field("slot_size", &self.slot_size)
+            .field("slot_size", &self.slot_bytes())
             .field("slot_pool", &self.slot_pool)
             .field("lanes", &self.lanes)
             .field("max_record_size", &self.max_record_size)
@@ -105,14 +108,17 @@ impl Options {
         self
     }
 
-    /// Buffer bytes per slot. Default 256 KiB. Records whose frame is larger than half a slot
-    /// are written directly from the caller's memory ("unbuffered").
+    /// Buffer bytes per slot. Default 1 MiB, or a quarter of the segment if that is less (a
+    /// slot never spans two segments). Records whose frame is larger than half a slot are
+    /// written directly from the caller's memory ("unbuffered"). Memory is `slot_pool` × this.
     ///
-    /// Larger slots mean fewer, larger writes: on our 2-core test machine 1 MiB slots made small
-    /// `NoSync` appends 10–40% faster and 4 KiB `WriteOnly` appends ~5% slower
-    /// (`docs/performance-analysis.md`, "Slot size"). Memory is `slot_pool` × this.
+    /// Larger slots mean fewer rotations and fewer, larger writes. On our 2-core test machine
+    /// 1 MiB slots made 128 B `NoSync` appends 10–40% faster than 256 KiB slots at every thread
+    /// count, with `WriteOnly` and `FullSync` appends unchanged within the noise
+    /// (`docs/performance-analysis.md`, "Slot size"). Smaller slots save memory: a log with
+    /// little traffic loses nothing with 64 KiB.
     pub fn slot_size(mut self, bytes: usize) -> Self {
-        self.slot_size = bytes;
+        self.slot_size = Some(bytes);
         self
     }
 
@@ -181,7 +187,7 @@ impl Options {
     /// pool entry in flight, each a buffer, or one unbuffered record after at most the padding
     /// of a segment end too small for it (so less than two frames).
     pub(crate) fn in_flight_window(&self) -> u64 {
-        self.slot_pool as u64 * (self.slot_size as u64).max(2 * self.max_frame())
+        self.slot_pool as u64 * (self.slot_bytes() as u64).max(2 * self.max_frame())
     }
 
     /// The lanes this log uses (see [`Options::lanes`]).
@@ -199,9 +205,19 @@ impl Options {
         })
     }
 
+    /// Bytes per slot: as set, or [`DEFAULT_SLOT_SIZE`] capped at a quarter of the segment so
+    /// that a log with small segments (and the default) still opens. Never below the smallest
+    /// valid slot, so an unset size never fails validation by itself.
+    pub(crate) fn slot_bytes(&self) -> usize {
+        self.slot_size.unwrap_or_else(|| {
+            let quarter = usize::try_from(self.segment_size / 4).unwrap_or(usize::MAX);
+            DEFAULT_SLOT_SIZE.min(quarter).max(2 * FRAME_HEADER_LEN)
+        })
+    }
+
     /// Bytes of a lane's chunk: 8 KiB, or a quarter of a slot if that is less.
     pub(crate) fn lane_chunk(&self) -> usize {
-        LANE_CHUNK.min(self.slot_size / 4)
+        LANE_CHUNK.min(self.slot_bytes() / 4)
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
@@ -212,11 +228,11 @@ impl Options {
                 self.slot_pool
             ));
         }
-        if self.slot_size < 2 * FRAME_HEADER_LEN || self.slot_size > 1 << 30 {
+        let slot_size = self.slot_bytes();
+        if !(2 * FRAME_HEADER_LEN..=1 << 30).contains(&slot_size) {
             return bad(format!(
-                "slot_size must be in {}..=1 GiB, got {}",
+                "slot_size must be in {}..=1 GiB, got {slot_size}",
                 2 * FRAME_HEADER_LEN,
-                self.slot_size
             ));
         }
         if let Some(lanes) = self.lanes {
@@ -230,7 +246,7 @@ impl Options {
                 self.max_record_size
             ));
         }
-        let min_segment = SEGMENT_HEADER_LEN as u64 + self.max_frame().max(self.slot_size as u64);
+        let min_segment = SEGMENT_HEADER_LEN as u64 + self.max_frame().max(slot_size as u64);
         if self.segment_size < min_segment {
             return bad(format!(
                 "segment_size {} cannot hold the segment header plus the largest frame or slot ({} bytes)",

@@ -301,3 +301,45 @@ fn truncate_front_racing_appends_keeps_the_log_bounded() {
     }
     Arc::try_unwrap(log).ok().unwrap().close().unwrap();
 }
+
+/// The default slot is 1 MiB, or a quarter of a smaller segment: a log with small segments
+/// opens without a slot size, and the slot size shows where records stop being copied (frames
+/// over half a slot are unbuffered).
+#[test]
+fn the_default_slot_size_fits_the_segment() {
+    let unbuffered_after = |options: Options, lens: &[usize]| {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), options).unwrap();
+        let mut expect = Vec::new();
+        let mut counts = Vec::new();
+        for (i, &len) in lens.iter().enumerate() {
+            let data = vec![i as u8 + 1; len];
+            expect.push((log.append(&data, Durability::WriteOnly).unwrap(), data));
+            counts.push(log.stats().unbuffered_records);
+        }
+        log.close().unwrap();
+        let log = Log::open(dir.path(), Options::default()).unwrap();
+        assert_eq!(read_all(&log), expect);
+        counts
+    };
+    // 64 MiB segments (the default): 1 MiB slots, frames over 512 KiB bypass them.
+    assert_eq!(
+        unbuffered_after(Options::default(), &[200 << 10, 500 << 10, 600 << 10]),
+        [0, 0, 1]
+    );
+    // 256 KiB segments: 64 KiB slots, frames over 32 KiB bypass them.
+    let small_segments = Options::default()
+        .segment_size(256 << 10)
+        .max_record_size(100 << 10);
+    assert_eq!(
+        unbuffered_after(small_segments.clone(), &[30 << 10, 40 << 10]),
+        [0, 1]
+    );
+    assert!(format!("{small_segments:?}").contains("slot_size: 65536"));
+    // A slot size that is set is kept, and checked against the segment.
+    let too_big = small_segments.slot_size(1 << 20);
+    assert!(matches!(
+        Log::open(tempfile::tempdir().unwrap().path(), too_big),
+        Err(slotlog::Error::InvalidOptions(_))
+    ));
+}

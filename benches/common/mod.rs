@@ -365,6 +365,8 @@ impl Wal for SyncOnWrite {
 pub struct MutexBuffer {
     file: PreFile,
     state: Mutex<MbState>,
+    /// Bytes buffered before a write.
+    limit: usize,
 }
 
 struct MbState {
@@ -375,14 +377,23 @@ struct MbState {
 
 pub const MUTEX_BUFFER_BYTES: usize = 256 << 10;
 
+/// The mutex buffer's size: `MUTEX_BUFFER_BYTES`, or `SLOTLOG_BENCH_B2_KB` KiB for an A/B.
+fn mutex_buffer_bytes() -> usize {
+    std::env::var("SLOTLOG_BENCH_B2_KB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(MUTEX_BUFFER_BYTES, |kb| kb << 10)
+}
+
 impl MutexBuffer {
     pub fn open(path: &Path) -> io::Result<Self> {
         Ok(MutexBuffer {
             file: PreFile::create(path, BASELINE_FILE)?,
             state: Mutex::new(MbState {
-                buf: Vec::with_capacity(2 * MUTEX_BUFFER_BYTES),
+                buf: Vec::with_capacity(2 * mutex_buffer_bytes()),
                 off: 0,
             }),
+            limit: mutex_buffer_bytes(),
         })
     }
 }
@@ -396,7 +407,7 @@ impl Wal for MutexBuffer {
         let lsn = s.off + s.buf.len() as u64;
         s.buf.extend_from_slice(&frame_header(lsn, rec));
         s.buf.extend_from_slice(rec);
-        if d != Durability::NoSync || s.buf.len() >= MUTEX_BUFFER_BYTES {
+        if d != Durability::NoSync || s.buf.len() >= self.limit {
             self.file.write_at(s.off, &[&s.buf])?;
             s.off += s.buf.len() as u64;
             s.buf.clear();

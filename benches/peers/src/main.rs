@@ -1226,7 +1226,7 @@ fn floor_table(w: &mut String, floor: f64, rows: &[(String, f64)]) {
 const STATIC_TEXT: &str = r#"## What is measured
 
 **slotlog**: `Log::open(dir, Options::default().segment_size(64 << 20).recycle_segments(4))` — the defaults
-(256 KiB slots, pool of 4, 10 ms flusher), not tuned per point. One log per level and repeat, reused across the
+(1 MiB slots, pool of 4, 10 ms flusher), not tuned per point. One log per level and repeat, reused across the
 thread counts; between points `sync()` + `truncate_front(end)` recycles the segments. While a point runs, a
 checkpointer thread (as in an engine that checkpoints) calls `truncate_front` whenever the log holds more than
 256 MiB, so slotlog keeps the same footprint as the baselines' 256 MiB wrap-around files and, like them,
@@ -1253,7 +1253,8 @@ with CRC32; files pre-written with zeros so fdatasync flushes data only, like sl
 1. **b1 sync-on-write** — `Mutex<File>`: write the frame, and for FullSync `fdatasync`, under the lock.
    NoSync behaves as WriteOnly (there is no buffer).
 2. **b2 mutex buffer** (LevelDB-like) — `parking_lot::Mutex<Vec<u8>>`; the buffer is written when it reaches
-   256 KiB; a WriteOnly/FullSync append writes the buffer (and fdatasyncs) under the lock before returning.
+   256 KiB (1 MiB measured no faster: `SLOTLOG_BENCH_B2_KB=1024` in `examples/load`, NoSync 128 B at 2 and 64
+   threads); a WriteOnly/FullSync append writes the buffer (and fdatasyncs) under the lock before returning.
 3. **b3 background sync** — appends write to the page cache under a mutex; a thread fdatasyncs every 100 ms
    and wakes the FullSync waiters it covered.
 4. **b4 write groups** (RocksDB `JoinBatchGroup`, MuopDB write groups) — the first appender of an open group
