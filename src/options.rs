@@ -108,15 +108,16 @@ impl Options {
         self
     }
 
-    /// Buffer bytes per slot. Default 1 MiB, or a quarter of the segment if that is less (a
-    /// slot never spans two segments). Records whose frame is larger than half a slot are
-    /// written directly from the caller's memory ("unbuffered"). Memory is `slot_pool` × this.
+    /// Buffer bytes per slot. Default 1 MiB, or a quarter of the segment if that is less (so
+    /// that a log with small segments opens with the default; a set size may be up to the
+    /// segment minus its header). Records whose frame is larger than half a slot are written
+    /// directly from the caller's memory ("unbuffered"). Memory is `slot_pool` × this.
     ///
-    /// Larger slots mean fewer rotations and fewer, larger writes. On our 2-core test machine
-    /// 1 MiB slots made 128 B `NoSync` appends 10–40% faster than 256 KiB slots at every thread
-    /// count, with `WriteOnly` and `FullSync` appends unchanged within the noise
-    /// (`docs/performance-analysis.md`, "Slot size"). Smaller slots save memory: a log with
-    /// little traffic loses nothing with 64 KiB.
+    /// Larger slots mean fewer rotations and fewer, larger writes. On our 2-core test machine,
+    /// in paired runs, 1 MiB slots made 128 B `NoSync` appends 6–13% faster than 256 KiB slots
+    /// (1, 2 and 64 threads; single report points showed more), with `WriteOnly` and `FullSync`
+    /// appends unchanged within the noise (`docs/performance-analysis.md`, "2026-12-06
+    /// (night)"). Smaller slots save memory.
     pub fn slot_size(mut self, bytes: usize) -> Self {
         self.slot_size = Some(bytes);
         self

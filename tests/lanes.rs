@@ -31,7 +31,8 @@ fn payload(tid: u64, seq: u64, len: usize) -> Vec<u8> {
 }
 
 fn options(lanes: usize) -> Options {
-    // Small segments and the default 256 KiB slots: chunks are cut at segment ends too.
+    // Small segments and 256 KiB slots (the default until 2026-12-06): chunks are cut at
+    // segment ends too.
     Options::default()
         .segment_size(1 << 20)
         .slot_size(256 << 10)
