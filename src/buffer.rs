@@ -68,6 +68,17 @@ enum CloseFor {
     Unbuffered(u64),
 }
 
+/// Bytes in the active slot at which a waiter closes it even while an earlier slot is being
+/// written ("When to close", rule 2): with many writers and slots too large to fill, waiting for
+/// an idle pipe would allow one write at a time; at this size two can run, as when slots of this
+/// size closed full (measured in `docs/performance-analysis.md`, "2026-12-06 (night)").
+#[cfg(not(slotlog_shuttle))]
+const CLOSE_BUSY_AT: u64 = 256 << 10;
+/// Shuttle's schedules use slots of 8–32 bytes: a batch of 8 makes them close beside running
+/// writes too. (The loom models keep the real value, so their state spaces do not change.)
+#[cfg(slotlog_shuttle)]
+const CLOSE_BUSY_AT: u64 = 8;
+
 /// Who is appending or closing. A thread may run the fdatasync its slot's joiners asked for
 /// right after writing the slot; a task must not block its executor thread in one, so it leaves
 /// the fdatasync to the durable waiters (threads, or the driver thread for tasks: "Async waits").
@@ -827,15 +838,18 @@ impl<S: Sink> LogBuffer<S> {
 
     /// A waiter's close ("When to close"), for bytes up to `need` that are not written (the
     /// written frontier was `written`): if they are in the active slot, and every closed slot
-    /// is written (the write pipe is idle), and for a durable waiter no fdatasync is running
-    /// (the group grows while it runs), close the slot. Returns whether it closed.
+    /// is written (the write pipe is idle) or the slot already holds a batch
+    /// ([`CLOSE_BUSY_AT`] bytes), and for a durable waiter no fdatasync is running (the group
+    /// grows while it runs), close the slot. Returns whether it closed.
     fn close_for(&self, need: u64, level: Level, written: u64, caller: Caller) -> Result<bool> {
-        let Some((seq, start)) = self.active_start() else {
+        let Some((seq, base, prefill, s)) = self.active_view() else {
             return Ok(false);
         };
+        let start = base.wrapping_add(prefill);
         // Relaxed: a hint; the waiter is woken when it changes.
         let sync_busy = level == Level::Durable && self.syncing.load(Ordering::Relaxed);
-        if need > start && written == start && !sync_busy {
+        let batch = s.joined() - prefill >= CLOSE_BUSY_AT;
+        if need > start && (written == start || batch) && !sync_busy {
             return self.close_as(seq, caller);
         }
         Ok(false)

@@ -1,0 +1,136 @@
+//! When waiters close the active slot ("When to close" in `docs/design.md`), observed through a
+//! sink whose first write is held open: what can run while one write is in flight.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use slotlog::protocol::{BufferConfig, Level, LogBuffer, Sink};
+
+const HEADER: usize = 16;
+
+/// Every write the sink has begun, as `(address, bytes)`, and whether the first may finish.
+#[derive(Default)]
+struct Writes {
+    started: Vec<(u64, usize)>,
+    first_may_finish: bool,
+}
+
+/// A sink that records writes and holds the first one until the test lets it finish.
+#[derive(Clone, Default)]
+struct HeldSink(Arc<(Mutex<Writes>, Condvar)>);
+
+impl HeldSink {
+    /// Waits until at least `n` writes have begun, or `deadline` passes (then the test fails:
+    /// the deadline is a bound for a failure, not a synchronisation).
+    fn await_started(&self, n: usize, deadline: Instant) -> Vec<(u64, usize)> {
+        let (lock, cv) = &*self.0;
+        let mut w = lock.lock();
+        while w.started.len() < n {
+            if cv.wait_until(&mut w, deadline).timed_out() {
+                break;
+            }
+        }
+        w.started.clone()
+    }
+
+    fn let_first_finish(&self) {
+        let (lock, cv) = &*self.0;
+        lock.lock().first_may_finish = true;
+        cv.notify_all();
+    }
+}
+
+impl Sink for HeldSink {
+    fn header_len(&self) -> usize {
+        HEADER
+    }
+    fn record_header(&self, lsn: u64, data: &[u8]) -> [u8; HEADER] {
+        let mut h = [0u8; HEADER];
+        h[..8].copy_from_slice(&lsn.to_le_bytes());
+        h[8..12].copy_from_slice(&(data.len() as u32).to_le_bytes());
+        h
+    }
+    fn pad_header(&self, lsn: u64, total: u64) -> Option<[u8; HEADER]> {
+        let mut h = [0u8; HEADER];
+        h[..8].copy_from_slice(&lsn.to_le_bytes());
+        h[8..12].copy_from_slice(&(total as u32 | 1 << 31).to_le_bytes());
+        Some(h)
+    }
+    fn segment_end(&self, _lsn: u64) -> u64 {
+        1 << 40 // one segment, never reached here
+    }
+    fn write(&self, lsn: u64, parts: &[&[u8]]) -> slotlog::Result<()> {
+        let (lock, cv) = &*self.0;
+        let mut w = lock.lock();
+        w.started.push((lsn, parts.iter().map(|p| p.len()).sum()));
+        cv.notify_all();
+        if w.started.len() == 1 {
+            while !w.first_may_finish {
+                cv.wait(&mut w);
+            }
+        }
+        Ok(())
+    }
+    fn sync(&self, _from: u64, _to: u64) -> slotlog::Result<()> {
+        Ok(())
+    }
+}
+
+/// With 1 MiB slots that many writers never fill, waiters that closed only on an idle pipe
+/// allowed one write at a time. A slot holding 256 KiB is closed and written while the write
+/// before it is still running.
+#[test]
+fn a_batch_of_256_kib_is_written_beside_a_running_write() {
+    let sink = HeldSink::default();
+    let config = BufferConfig {
+        slot_size: 1 << 20,
+        slot_pool: 4,
+        lanes: 0,
+        lane_chunk: 8 << 10,
+    };
+    let buf = Arc::new(LogBuffer::new(sink.clone(), config, 0));
+    let deadline = Instant::now() + Duration::from_secs(60);
+
+    // One small WriteOnly record: its appender closes the slot (the pipe is idle) and runs the
+    // write, which the sink holds.
+    let first = {
+        let buf = buf.clone();
+        std::thread::spawn(move || buf.append(&[1u8; 100], Some(Level::Written)).unwrap())
+    };
+    assert_eq!(sink.await_started(1, deadline).len(), 1);
+
+    // Five 64 KiB WriteOnly records join the next slot while that write runs: the pipe is busy,
+    // so none of them closes it until the slot holds 256 KiB (the fourth).
+    let record = vec![2u8; 64 << 10];
+    let batch: Vec<_> = (0..5)
+        .map(|_| {
+            let (buf, record) = (buf.clone(), record.clone());
+            std::thread::spawn(move || buf.append(&record, Some(Level::Written)).unwrap())
+        })
+        .collect();
+    let started = sink.await_started(2, deadline);
+    let beside = started.get(1).copied();
+    sink.let_first_finish();
+    let first_lsn = first.join().unwrap();
+    let mut lsns: Vec<u64> = batch.into_iter().map(|t| t.join().unwrap()).collect();
+    lsns.sort_unstable();
+
+    let frame = (HEADER + record.len()) as u64;
+    let (second_at, second_len) =
+        beside.expect("no second write began while the first was held: the batch waited");
+    assert_eq!(started[0], (first_lsn, HEADER + 100));
+    assert_eq!(second_at, first_lsn + HEADER as u64 + 100);
+    assert!(
+        second_len as u64 >= 4 * frame,
+        "the second write held {second_len} bytes, less than 256 KiB of records"
+    );
+    // Every record is written, each once, in log order.
+    let all = sink.await_started(usize::MAX, Instant::now());
+    let mut end = first_lsn;
+    for (at, len) in &all {
+        assert_eq!(*at, end, "writes {all:?} leave a gap or overlap");
+        end += *len as u64;
+    }
+    assert_eq!(end, lsns[4] + frame);
+}
