@@ -71,7 +71,8 @@ enum CloseFor {
 /// Bytes in the active slot at which a waiter closes it even while an earlier slot is being
 /// written ("When to close", rule 2): with many writers and slots too large to fill, waiting for
 /// an idle pipe would allow one write at a time; at this size two can run, as when slots of this
-/// size closed full (measured in `docs/performance-analysis.md`, "2026-12-06 (night)").
+/// size closed full. A guard for bursts larger than this machine's benchmarks reach (there a
+/// WriteOnly write holds ~2 records): `docs/performance-analysis.md`, "2026-12-06 (night)".
 #[cfg(not(slotlog_shuttle))]
 const CLOSE_BUSY_AT: u64 = 256 << 10;
 /// Shuttle's schedules use slots of 8–32 bytes: a batch of 8 makes them close beside running
