@@ -31,6 +31,11 @@ pub trait Wal: Send + Sync {
     }
     /// Called between points: make everything durable and free space if the system can.
     fn reset(&self) {}
+    /// slotlog's own counters (`Log::stats`), for the report's protocol table; `None` for the
+    /// other systems.
+    fn stats(&self) -> Option<slotlog::Stats> {
+        None
+    }
 }
 
 /// A WAL that does nothing: run through the same driver it measures the harness itself (spawned
@@ -256,6 +261,9 @@ impl Wal for Slotlog {
         if let Ok(end) = self.log.end_lsn() {
             let _ = self.log.truncate_front(end);
         }
+    }
+    fn stats(&self) -> Option<slotlog::Stats> {
+        Some(self.log.stats())
     }
 }
 

@@ -438,6 +438,9 @@ fn main() {
 
     // results[(level, system, threads)] = points over repeats
     let mut results: BTreeMap<Key, Vec<Point>> = BTreeMap::new();
+    // slotlog's counters per (level, threads), one entry per repeat: records per write, pool
+    // waits per second, parks per append.
+    let mut protocol: BTreeMap<(Durability, usize), Vec<[f64; 3]>> = BTreeMap::new();
     let mut names: BTreeMap<Durability, Vec<String>> = BTreeMap::new();
     let mut done = 0;
     for rep in 0..cfg.repeats {
@@ -446,6 +449,7 @@ fn main() {
             names.insert(d, systems.iter().map(|s| s.name()).collect());
             for &t in &cfg.threads {
                 for s in &systems {
+                    let before = s.stats();
                     let p = common::run_timed(
                         s,
                         t,
@@ -455,6 +459,14 @@ fn main() {
                         cfg.point_bytes,
                         false,
                     );
+                    if let (Some(a), Some(b)) = (before, s.stats()) {
+                        let appends = (b.appends - a.appends).max(1) as f64;
+                        protocol.entry((d, t)).or_default().push([
+                            appends / (b.writes - a.writes).max(1) as f64,
+                            (b.pool_waits - a.pool_waits) as f64 / p.wall,
+                            (b.parks - a.parks) as f64 / appends,
+                        ]);
+                    }
                     s.reset();
                     // Not timed: the next point must not pay for this one's writeback.
                     let _ = common::sync_file_system(&root);
@@ -1123,6 +1135,33 @@ whole process: user + system) per million appends. \"–\": the system has no su
         }
         let _ = writeln!(w);
     }
+
+    let _ = writeln!(
+        w,
+        "### slotlog's protocol counters\n\nFrom `Log::stats` around each slotlog point above \
+         (median over the repeats): records per `pwrite` (how much a slot write batches), pool \
+         waits per second (a rotation that found the next pool entry still being written; every \
+         appender waits for it) and parks per append. Same command.\n"
+    );
+    let _ = writeln!(
+        w,
+        "| level | threads | records per write | pool waits/s | parks per append |\n|---|---:|---:|---:|---:|"
+    );
+    for ((d, t), v) in &protocol {
+        let col = |i: usize| {
+            let mut xs: Vec<f64> = v.iter().map(|x| x[i]).collect();
+            median(&mut xs)
+        };
+        let _ = writeln!(
+            w,
+            "| {} | {t} | {:.1} | {:.0} | {:.3} |",
+            level_name(*d),
+            col(0),
+            col(1),
+            col(2)
+        );
+    }
+    let _ = writeln!(w);
 
     let _ = writeln!(w, "## Latency\n");
     let _ = writeln!(w, "Per-append latency (hdrhistogram, every append timed) at 2 and 64 threads, same record sizes. Command: `{CMD}`.\n");
