@@ -395,13 +395,14 @@ fn mutex_buffer_bytes() -> usize {
 
 impl MutexBuffer {
     pub fn open(path: &Path) -> io::Result<Self> {
+        let limit = mutex_buffer_bytes();
         Ok(MutexBuffer {
             file: PreFile::create(path, BASELINE_FILE)?,
             state: Mutex::new(MbState {
-                buf: Vec::with_capacity(2 * mutex_buffer_bytes()),
+                buf: Vec::with_capacity(2 * limit),
                 off: 0,
             }),
-            limit: mutex_buffer_bytes(),
+            limit,
         })
     }
 }

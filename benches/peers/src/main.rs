@@ -489,25 +489,25 @@ fn main() {
             let _ = std::fs::remove_dir_all(root.join(format!("peers-{}", level_name(d))));
         }
     }
-    let med = |d: Durability, name: &str, t: usize| -> f64 {
-        let mut v: Vec<f64> = results
+    // One measure of a point over its repeats, in repeat order (empty if the point was not run).
+    let per_repeat = |d: Durability, name: &str, t: usize, f: fn(&Point) -> f64| -> Vec<f64> {
+        results
             .get(&(d, name.to_string(), t))
-            .map(|ps| ps.iter().map(|p| p.rate()).collect())
-            .unwrap_or_default();
-        median(&mut v)
+            .map(|ps| ps.iter().map(f).collect())
+            .unwrap_or_default()
+    };
+    let med = |d: Durability, name: &str, t: usize| -> f64 {
+        median(&mut per_repeat(d, name, t, Point::rate))
+    };
+    let med_cpu = |d: Durability, name: &str, t: usize| -> f64 {
+        median(&mut per_repeat(d, name, t, Point::cpu_per_million))
     };
     // The range over repeats of a ratio of two points, each repeat's pair measured back to back
     // (same repeat, same level): how far one repeat's reading of a target can swing.
     let spread = |d: Durability, (a, ta): (&str, usize), (b, tb): (&str, usize)| -> String {
-        let rates = |name: &str, t: usize| -> Vec<f64> {
-            results
-                .get(&(d, name.to_string(), t))
-                .map(|ps| ps.iter().map(|p| p.rate()).collect())
-                .unwrap_or_default()
-        };
-        let ratios: Vec<f64> = rates(a, ta)
+        let ratios: Vec<f64> = per_repeat(d, a, ta, Point::rate)
             .iter()
-            .zip(rates(b, tb))
+            .zip(per_repeat(d, b, tb, Point::rate))
             .map(|(x, y)| x / y)
             .collect();
         if ratios.len() < 2 {
@@ -516,13 +516,6 @@ fn main() {
         let lo = ratios.iter().cloned().fold(f64::INFINITY, f64::min);
         let hi = ratios.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         format!(" (repeats {lo:.2}–{hi:.2}×)")
-    };
-    let med_cpu = |d: Durability, name: &str, t: usize| -> f64 {
-        let mut v: Vec<f64> = results
-            .get(&(d, name.to_string(), t))
-            .map(|ps| ps.iter().map(|p| p.cpu_per_million()).collect())
-            .unwrap_or_default();
-        median(&mut v)
     };
 
     // ----- latency percentiles ------------------------------------------------------------
