@@ -43,7 +43,7 @@ fn bench(c: &mut Criterion) {
         common::bench_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))).join("criterion");
     std::fs::create_dir_all(&root).expect("bench dir");
     let slotlog: Arc<dyn Wal> =
-        Arc::new(common::Slotlog::open(&root.join("slotlog"), false).expect("open slotlog"));
+        Arc::new(common::Slotlog::open(&root.join("slotlog"), None).expect("open slotlog"));
     let mut systems = vec![slotlog];
     systems.extend(common::baselines(&root).expect("open baselines"));
     systems.retain(|s| {

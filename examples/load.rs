@@ -41,14 +41,14 @@ fn main() -> std::io::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let slotlog = Arc::new(common::Slotlog::open(
         &dir.join("slotlog"),
-        level != Durability::FullSync,
+        (level != Durability::FullSync).then_some(level),
     )?);
     let mut systems: Vec<Arc<dyn Wal>> = vec![slotlog.clone()];
     if wanted.iter().any(|w| w == "slotlog-nolanes") {
         // The same log without lanes, alternating with the default one in this process.
         systems.push(Arc::new(common::Slotlog::open_named(
             &dir.join("slotlog-nolanes"),
-            level != Durability::FullSync,
+            (level != Durability::FullSync).then_some(level),
             "slotlog-nolanes",
             |o| o.lanes(0),
         )?));

@@ -120,10 +120,11 @@ const SEGMENT_PAYLOAD: u64 = SEGMENT_BYTES - 64;
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(5);
 
 impl Slotlog {
-    /// `warm`: see [`Slotlog::warm_up`]; the report warms the logs of its NoSync and
-    /// WriteOnly points. The others are only settled ([`Slotlog::settle`]): their first
-    /// segment is zero-filled by `open`, and the next one by the preparer before the first point.
-    pub fn open(dir: &Path, warm: bool) -> io::Result<Slotlog> {
+    /// `warm`: `Some(level)` warms the log up with appends of that level ([`Slotlog::warm_up`]);
+    /// the report warms the logs of its NoSync and WriteOnly points with their own level. `None`
+    /// only settles the log ([`Slotlog::settle`]; for FullSync points): its first segment is
+    /// zero-filled by `open`, and the next one by the preparer before the first point.
+    pub fn open(dir: &Path, warm: Option<Durability>) -> io::Result<Slotlog> {
         Self::open_named(dir, warm, "slotlog", |o| o)
     }
 
@@ -131,7 +132,7 @@ impl Slotlog {
     /// process, e.g. `examples/load`'s `slotlog-nolanes`).
     pub fn open_named(
         dir: &Path,
-        warm: bool,
+        warm: Option<Durability>,
         name: &str,
         change: impl FnOnce(slotlog::Options) -> slotlog::Options,
     ) -> io::Result<Slotlog> {
@@ -179,10 +180,9 @@ impl Slotlog {
             stop,
             checkpointer: Some(checkpointer),
         };
-        if warm {
-            s.warm_up(dir)?;
-        } else {
-            s.settle()?;
+        match warm {
+            Some(level) => s.warm_up(dir, level)?,
+            None => s.settle()?,
         }
         Ok(s)
     }
@@ -207,26 +207,30 @@ impl Slotlog {
     }
 
     /// Brings the log to the state the baselines start in: its files allocated, written once
-    /// and clean in the page cache. Appends one window plus a segment of NoSync records (the
-    /// checkpointer recycles along the way) and stops just inside the next segment, a recycled
-    /// file (stopping mid-segment would leave the rest of that segment a hole, slower to
-    /// fdatasync into); keeps only that segment, then `syncfs`, not a log fdatasync, so the
-    /// log still counts as one that never fdatasynced.
+    /// and clean in the page cache. Appends one window plus a segment of 4 KiB records at
+    /// `level` from one thread (the checkpointer recycles along the way), so the page cache
+    /// holds the folios that appends of that level make ([`PreFile`] says why that matters:
+    /// NoSync makes slot-sized writes, WriteOnly one write per append here), and stops just
+    /// inside the next segment, a recycled file (stopping mid-segment would leave the rest of
+    /// that segment a hole, slower to fdatasync into); keeps only that segment, then `syncfs`,
+    /// not a log fdatasync, so the log still counts as one that never fdatasynced.
     ///
     /// Not for FullSync points: in alternating A/B runs of FullSync 512 B at 32 threads
-    /// (`examples/load`), a warmed log ran at 42–47k appends/s against 59–75k/s unwarmed, with
-    /// the same records per fdatasync; `perf trace` showed the same fdatasync count and mean
-    /// latency for both, so the cause is not found yet.
-    fn warm_up(&self, dir: &Path) -> io::Result<()> {
+    /// (`examples/load`), a log warmed with NoSync records ran at 42–47k appends/s against
+    /// 59–75k/s unwarmed, with the same records per fdatasync and the same fdatasync count and
+    /// mean latency (`perf trace`). The likely cause, found later: NoSync warming leaves 1 MiB
+    /// folios, which make small write + fdatasync 8–15% slower (docs/performance-analysis.md,
+    /// "Folio size"); warming with FullSync appends would take seconds.
+    fn warm_up(&self, dir: &Path, level: Durability) -> io::Result<()> {
         let rec = record_bytes(4096, 99);
         let err = io::Error::other;
         let end = || self.log.end_lsn().map(|l| l.as_u64()).map_err(err);
         while end()? < BASELINE_FILE + SEGMENT_BYTES {
-            self.log.append(&rec, Durability::NoSync).map_err(err)?;
+            self.log.append(&rec, level).map_err(err)?;
         }
         let segment = end()? / SEGMENT_PAYLOAD;
         while end()? / SEGMENT_PAYLOAD == segment {
-            self.log.append(&rec, Durability::NoSync).map_err(err)?;
+            self.log.append(&rec, level).map_err(err)?;
         }
         self.log
             .truncate_front(self.log.end_lsn().map_err(err)?)
@@ -282,13 +286,42 @@ pub fn sync_file_system(dir: &Path) -> io::Result<()> {
 
 /// A file pre-written with zeros up to `cap` bytes; writes wrap around at `cap`, so appends
 /// overwrite allocated blocks and fdatasync flushes only data.
+///
+/// The zeros go in writes of `fill_write` bytes, because the page cache sizes a folio by the
+/// write that creates it and the folio size changes what later writes cost (small appends into
+/// 1 MiB folios: 8–15% slower write + fdatasync; 1 MiB writes into 16 KiB folios: ~35% slower
+/// pwrite; docs/performance-analysis.md, "Folio size"). Each system gets the folios its own
+/// writes would make: [`SMALL_WRITES_FILL`] like slotlog's zero-filled segments for the systems
+/// that write per append or per group, the buffer's size for the mutex buffer. A file is made
+/// anew the first time this process asks for it, so no folios from an earlier run remain.
 pub struct PreFile {
     file: File,
     cap: u64,
 }
 
+/// The zero-fill write of slotlog's segments (`ZERO_FILL_WRITE` in `src/segment.rs`), used for
+/// the files of the systems that write per append or per group, and for the calibrators.
+pub const SMALL_WRITES_FILL: usize = 16 << 10;
+
+/// The files [`PreFile::create`] has made in this process.
+static PRE_WRITTEN: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
 impl PreFile {
-    pub fn create(path: &Path, cap: u64) -> io::Result<PreFile> {
+    pub fn create(path: &Path, cap: u64, fill_write: usize) -> io::Result<PreFile> {
+        let first_time = {
+            let mut made = PRE_WRITTEN.lock().unwrap_or_else(|e| e.into_inner());
+            let first = !made.iter().any(|p| p == path);
+            if first {
+                made.push(path.to_owned());
+            }
+            first
+        };
+        if first_time {
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -297,7 +330,7 @@ impl PreFile {
             .open(path)?;
         let have = file.metadata()?.len();
         if have < cap {
-            let zeros = vec![0u8; 4 << 20];
+            let zeros = vec![0u8; fill_write];
             let mut at = have;
             while at < cap {
                 let n = (cap - at).min(zeros.len() as u64) as usize;
@@ -343,7 +376,7 @@ pub struct SyncOnWrite {
 impl SyncOnWrite {
     pub fn open(path: &Path) -> io::Result<Self> {
         Ok(SyncOnWrite {
-            file: PreFile::create(path, BASELINE_FILE)?,
+            file: PreFile::create(path, BASELINE_FILE, SMALL_WRITES_FILL)?,
             off: Mutex::new(0),
         })
     }
@@ -397,7 +430,7 @@ impl MutexBuffer {
     pub fn open(path: &Path) -> io::Result<Self> {
         let limit = mutex_buffer_bytes();
         Ok(MutexBuffer {
-            file: PreFile::create(path, BASELINE_FILE)?,
+            file: PreFile::create(path, BASELINE_FILE, limit)?,
             state: Mutex::new(MbState {
                 buf: Vec::with_capacity(2 * limit),
                 off: 0,
@@ -456,7 +489,7 @@ pub const BACKGROUND_SYNC_INTERVAL: Duration = Duration::from_millis(100);
 impl BackgroundSync {
     pub fn open(path: &Path) -> io::Result<Self> {
         let shared = Arc::new(BgShared {
-            file: PreFile::create(path, BASELINE_FILE)?,
+            file: PreFile::create(path, BASELINE_FILE, SMALL_WRITES_FILL)?,
             written: Mutex::new(0),
             durable: Mutex::new(0),
             synced: Condvar::new(),
@@ -547,7 +580,7 @@ pub const GROUP_TIMEOUT: Duration = Duration::from_micros(100);
 impl WriteGroups {
     pub fn open(path: &Path) -> io::Result<Self> {
         Ok(WriteGroups {
-            file: PreFile::create(path, BASELINE_FILE)?,
+            file: PreFile::create(path, BASELINE_FILE, SMALL_WRITES_FILL)?,
             state: Mutex::new(WgState {
                 buf: Vec::with_capacity(GROUP_MAX_BYTES),
                 count: 0,

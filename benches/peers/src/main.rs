@@ -149,7 +149,7 @@ struct Calib {
 }
 
 fn calibrate(dir: &Path, threads: &[usize]) -> std::io::Result<Calib> {
-    let f = common::PreFile::create(&dir.join("calib.dat"), 64 << 20)?;
+    let f = common::PreFile::create(&dir.join("calib.dat"), 64 << 20, common::SMALL_WRITES_FILL)?;
     // write + fdatasync of 4 KiB on a pre-written file
     let block = common::record_bytes(4096, 7);
     let mut lats = Vec::new();
@@ -381,7 +381,7 @@ fn open_systems(root: &Path, d: Durability, rep: usize) -> Vec<Arc<dyn Wal>> {
     let mut v: Vec<Arc<dyn Wal>> = Vec::new();
     match common::Slotlog::open(
         &root.join(format!("slotlog-{}-{rep}", level_name(d))),
-        d != Durability::FullSync,
+        (d != Durability::FullSync).then_some(d),
     ) {
         Ok(s) => v.push(Arc::new(s)),
         Err(e) => eprintln!("  slotlog failed to open: {e}"),
@@ -557,7 +557,7 @@ fn main() {
     eprintln!("[cpu] slotlog FullSync 512 B at 1 and 64 threads with fdatasync counts");
     let cpu_run = |t: usize, d: Durability| {
         let dir = root.join("slotlog-cpu");
-        let s = Arc::new(common::Slotlog::open(&dir, false).expect("slotlog"));
+        let s = Arc::new(common::Slotlog::open(&dir, None).expect("slotlog"));
         let before = s.log.stats();
         let w: Arc<dyn Wal> = s.clone();
         let p = common::run_timed(
@@ -589,7 +589,7 @@ fn main() {
         .iter()
         .map(|&n| {
             let dir = root.join("slotlog-cpu-tasks");
-            let s = Arc::new(common::Slotlog::open(&dir, false).expect("slotlog"));
+            let s = Arc::new(common::Slotlog::open(&dir, None).expect("slotlog"));
             let before = s.log.stats();
             let p = muop_async::sustained(
                 &s.log,
@@ -628,11 +628,11 @@ fn main() {
     let (mut muop_task_slot, mut muop_task_b4, mut muop_task_null) =
         (Vec::new(), Vec::new(), Vec::new());
     let floor_file =
-        common::PreFile::create(&root.join("floor.dat"), 64 << 20).expect("floor file");
+        common::PreFile::create(&root.join("floor.dat"), 64 << 20, 1 << 20).expect("floor file");
     let floor_buf = common::record_bytes(561_000, 5);
     for r in 0..muop_reps {
         let dir = root.join("slotlog-muop");
-        let sl = Arc::new(common::Slotlog::open(&dir, false).expect("slotlog"));
+        let sl = Arc::new(common::Slotlog::open(&dir, None).expect("slotlog"));
         let s: Arc<dyn Wal> = sl.clone();
         muop_slot.push(common::run_count(&s, 1000, 561, Durability::FullSync, 1000).as_secs_f64());
         let st = sl.log.stats();
@@ -663,7 +663,7 @@ fn main() {
             fmt_dur(*muop_floor.last().unwrap())
         );
         // The same scenario with 1,000 tokio tasks (`muop_async.rs`).
-        let sl = Arc::new(common::Slotlog::open(&dir, false).expect("slotlog"));
+        let sl = Arc::new(common::Slotlog::open(&dir, None).expect("slotlog"));
         muop_task_slot.push(muop_async::slotlog(&sl.log).as_secs_f64());
         let st = sl.log.stats();
         drop(sl);
@@ -1304,12 +1304,17 @@ a write into a new page-cache page costs several times a rewrite of a cached one
 calibrators): NoSync 128 B at 2 threads measured 4.3–6.4 M/s without the checkpointer against 9.5–13.5 M/s with
 it, WriteOnly 4 KiB 215–243k/s against 322–361k/s (`examples/load`, alternating builds). For the same reason
 each slotlog log is warmed up after `open`, like the baselines' files, which are zero-filled and synced before
-their first point: 320 MiB of NoSync records (the checkpointer recycles along the way), `truncate_front` to the
-end, `syncfs`; so the first point of a level also rewrites cached, allocated pages (WriteOnly 4 KiB at 2 threads,
-first 500 ms after open: 267k/s cold, 462k/s warm). FullSync points are not warmed (their first segment is
-zero-filled by `open`): warmed, FullSync 512 B at 32 threads ran at 42–47k/s against 59–75k/s unwarmed in
-alternating runs, with the same records per fdatasync — cause not found (`benches/common/mod.rs`). A log that is new, or grows without checkpoints, runs in the
-"pwrite into new pages" regime of the calibrators instead. The peer crates grow their files as they normally do.
+their first point: 320 MiB of 4 KiB records at the level of the points that follow (the checkpointer recycles
+along the way), `truncate_front` to the end, `syncfs`; so the first point of a level also rewrites cached,
+allocated pages (WriteOnly 4 KiB at 2 threads, first 500 ms after open: 267k/s cold, 462k/s warm). The level
+matters because the page cache sizes a folio by the write that creates it, and small writes into large folios
+cost up to twice as much ([Folio size](performance-analysis.md#folio-size)); for the same reason each baseline's
+file is made anew in every run, in writes the size of its own (16 KiB for the per-append and per-group systems
+and the calibrators, the buffer's size for the mutex buffer). FullSync points are not warmed (their first
+segment is zero-filled by `open`, in 16 KiB writes): warmed with NoSync records, FullSync 512 B at 32 threads
+ran at 42–47k/s against 59–75k/s unwarmed, most likely because of the 1 MiB folios. A log that is new, or grows
+without checkpoints, runs in the "pwrite into new pages" regime of the calibrators instead. The peer crates
+grow their files as they normally do.
 
 **Between points** (not timed) the runner calls `syncfs` on the scratch file system: a point that left gigabytes of
 dirty pages (a peer that grows its file at 2 GB/s) otherwise made the next point — slotlog's, which comes first —
