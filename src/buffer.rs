@@ -736,9 +736,12 @@ impl<S: Sink> LogBuffer<S> {
         let mut result = Ok(false);
         let mut passed = None;
         if target > from {
+            let started = std::time::Instant::now();
             match self.sink.sync(from, target) {
                 Ok(()) => {
                     self.counters.fdatasyncs.inc();
+                    let took = started.elapsed().as_nanos();
+                    self.counters.fdatasync_nanos.add(took as u64);
                     // Release: the synced bytes' acknowledgements happen after this.
                     self.durable.store(target, Ordering::Release);
                     // Relaxed: as above.

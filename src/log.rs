@@ -342,7 +342,28 @@ impl Log {
         self.inner.segments.truncate_front(upto)
     }
 
-    /// A snapshot of the counters.
+    /// A snapshot of the counters. They only grow, so a monitor subtracts two snapshots:
+    ///
+    /// ```
+    /// # fn main() -> slotlog::Result<()> {
+    /// use slotlog::{Durability, Log, Options};
+    /// use std::time::Instant;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let log = Log::open(dir.path(), Options::default())?;
+    /// let (before, since) = (log.stats(), Instant::now());
+    /// for _ in 0..10 {
+    ///     log.append(b"event", Durability::FullSync)?;
+    /// }
+    /// let (now, secs) = (log.stats(), since.elapsed().as_secs_f64());
+    /// let syncs = now.fdatasyncs - before.fdatasyncs;
+    /// let sync_secs = (now.fdatasync_nanos - before.fdatasync_nanos) as f64 * 1e-9;
+    /// // One fdatasync at a time: the share of the interval one was running, at most 1.
+    /// let busy = sync_secs / secs;
+    /// let grouped = (now.full_sync_appends - before.full_sync_appends) as f64 / syncs as f64;
+    /// assert!(syncs >= 1 && busy <= 1.0 && grouped >= 1.0); // records per fdatasync
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn stats(&self) -> Stats {
         let mut s = self.inner.buffer.counters.snapshot();
         s.segments_created = self.inner.segments.created.load(Ordering::Relaxed);

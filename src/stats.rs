@@ -72,6 +72,7 @@ pub(crate) struct Counters {
     pub(crate) rotations: Counter,
     pub(crate) writes: Counter,
     pub(crate) fdatasyncs: Counter,
+    pub(crate) fdatasync_nanos: Counter,
     pub(crate) parks: Counter,
     pub(crate) follower_parks: Counter,
     pub(crate) pool_waits: Counter,
@@ -160,6 +161,11 @@ pub struct Stats {
     pub writes: u64,
     /// `fdatasync` calls on segment files by the group commit.
     pub fdatasyncs: u64,
+    /// Wall-clock nanoseconds spent in those `fdatasync` calls. One runs at a time, so over an
+    /// interval `Δfdatasync_nanos / Δelapsed` is the fraction of time the log kept an
+    /// fdatasync running (how busy group commit keeps the device), and
+    /// [`Stats::mean_fdatasync`] is their mean latency.
+    pub fdatasync_nanos: u64,
     /// Records larger than half a slot, written directly from the caller's memory.
     pub unbuffered_records: u64,
     /// Segment ends padded because the next frame did not fit.
@@ -183,6 +189,12 @@ impl Stats {
     pub fn records_per_fdatasync(&self) -> f64 {
         self.full_sync_appends as f64 / self.fdatasyncs.max(1) as f64
     }
+
+    /// Mean latency of the group commit's `fdatasync` calls since `open` (zero before the
+    /// first). For an interval, subtract two snapshots' `fdatasync_nanos` and `fdatasyncs`.
+    pub fn mean_fdatasync(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.fdatasync_nanos / self.fdatasyncs.max(1))
+    }
 }
 
 impl Counters {
@@ -203,6 +215,7 @@ impl Counters {
             pool_waits: self.pool_waits.get(),
             writes: self.writes.get(),
             fdatasyncs: self.fdatasyncs.get(),
+            fdatasync_nanos: self.fdatasync_nanos.get(),
             unbuffered_records: self.unbuffered.get(),
             pads: self.pads.get(),
             segments_created: 0,

@@ -177,6 +177,7 @@ fn truncate_front_drops_whole_segments_and_recycles_their_files() {
 fn stats_count_what_happened() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), small()).unwrap();
+    let started = std::time::Instant::now();
     for i in 0..100u32 {
         log.append(
             &[1; 10],
@@ -196,6 +197,16 @@ fn stats_count_what_happened() {
     assert_eq!(s.write_only_appends, 1);
     assert_eq!(s.unbuffered_records, 1);
     assert!(s.fdatasyncs >= 1 && s.fdatasyncs <= 10, "{s:?}");
+    // One fdatasync runs at a time, so their total time fits in the time the appends took.
+    assert!(s.fdatasync_nanos > 0, "{s:?}");
+    assert!(
+        s.fdatasync_nanos <= started.elapsed().as_nanos() as u64,
+        "{s:?}"
+    );
+    assert_eq!(
+        s.mean_fdatasync().as_nanos() as u64,
+        s.fdatasync_nanos / s.fdatasyncs
+    );
     assert!(s.writes >= 11, "{s:?}");
     assert!(s.records_per_write() > 1.0 || s.writes > 0);
     log.close().unwrap();
