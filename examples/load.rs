@@ -79,7 +79,7 @@ fn main() -> std::io::Result<()> {
                 p.cpu_per_million()
             );
             if Arc::ptr_eq(wal, &(slotlog.clone() as Arc<dyn Wal>)) {
-                eprintln!("        {}", protocol_counters(&before, &after));
+                eprintln!("        {}", protocol_counters(&before, &after, p.wall));
             }
             rates[i].push(p.rate());
             cpus[i].push(p.cpu_per_million());
@@ -105,18 +105,31 @@ fn main() -> std::io::Result<()> {
     Ok(())
 }
 
-/// What the protocol did per append during one round: join retries, parks, records per write
-/// and per fdatasync — the counters that explain a rate.
-fn protocol_counters(a: &slotlog::Stats, b: &slotlog::Stats) -> String {
+/// What the protocol did per append during one round of `wall` seconds: join retries, parks,
+/// records per write and per fdatasync, how long fdatasyncs ran — the counters that explain a
+/// rate.
+fn protocol_counters(a: &slotlog::Stats, b: &slotlog::Stats, wall: f64) -> String {
     let appends = (b.appends - a.appends).max(1) as f64;
     let per = |x: u64, y: u64| (y - x) as f64 / appends;
     let records_per = |what: &str, x: u64, y: u64| match y - x {
         0 => format!("no {what}"),
         n => format!("{:.1} records per {what}", appends / n as f64),
     };
+    let syncs = b.fdatasyncs - a.fdatasyncs;
+    let sync_time = match syncs {
+        0 => String::new(),
+        n => {
+            let secs = (b.fdatasync_nanos - a.fdatasync_nanos) as f64 * 1e-9;
+            format!(
+                ", {:.0} µs per fdatasync, one running {:.0}% of the round",
+                secs / n as f64 * 1e6,
+                secs / wall * 100.0
+            )
+        }
+    };
     format!(
         "per append: {:.3} join retries, {:.3} parks ({:.3} as followers), {:.3} pool waits; \
-         {}, {} (in the round: {} parks, {} pool waits)",
+         {}, {}{sync_time} (in the round: {} parks, {} pool waits)",
         per(a.cas_retries, b.cas_retries),
         per(a.parks, b.parks),
         per(a.follower_parks, b.follower_parks),

@@ -439,8 +439,9 @@ fn main() {
     // results[(level, system, threads)] = points over repeats
     let mut results: BTreeMap<Key, Vec<Point>> = BTreeMap::new();
     // slotlog's counters per (level, threads), one entry per repeat: records per write, pool
-    // waits per second, parks per append.
-    let mut protocol: BTreeMap<(Durability, usize), Vec<[f64; 3]>> = BTreeMap::new();
+    // waits per second, parks per append, records per fdatasync, the share of the point's wall
+    // time an fdatasync ran, mean fdatasync µs (NaN without fdatasyncs).
+    let mut protocol: BTreeMap<(Durability, usize), Vec<[f64; 6]>> = BTreeMap::new();
     let mut names: BTreeMap<Durability, Vec<String>> = BTreeMap::new();
     let mut done = 0;
     for rep in 0..cfg.repeats {
@@ -461,10 +462,16 @@ fn main() {
                     );
                     if let (Some(a), Some(b)) = (before, s.stats()) {
                         let appends = (b.appends - a.appends).max(1) as f64;
+                        let syncs = (b.fdatasyncs - a.fdatasyncs) as f64;
+                        let sync_secs = (b.fdatasync_nanos - a.fdatasync_nanos) as f64 * 1e-9;
+                        let or_nan = |x: f64| if syncs > 0.0 { x } else { f64::NAN };
                         protocol.entry((d, t)).or_default().push([
                             appends / (b.writes - a.writes).max(1) as f64,
                             (b.pool_waits - a.pool_waits) as f64 / p.wall,
                             (b.parks - a.parks) as f64 / appends,
+                            or_nan(appends / syncs),
+                            or_nan(sync_secs / p.wall),
+                            or_nan(sync_secs / syncs * 1e6),
                         ]);
                     }
                     s.reset();
@@ -1134,24 +1141,31 @@ whole process: user + system) per million appends. \"–\": the system has no su
         "### slotlog's protocol counters\n\nFrom `Log::stats` around each slotlog point above \
          (median over the repeats): records per `pwrite` (how much a slot write batches), pool \
          waits per second (a rotation that found the next pool entry still being written; every \
-         appender waits for it) and parks per append. Same command.\n"
+         appender waits for it), parks per append, and for FullSync records per fdatasync, the \
+         share of the point's time an fdatasync was running (`Stats::fdatasync_nanos`; one runs \
+         at a time, so 100% would keep the device syncing without a gap) and the mean fdatasync. \
+         Same command.\n"
     );
     let _ = writeln!(
         w,
-        "| level | threads | records per write | pool waits/s | parks per append |\n|---|---:|---:|---:|---:|"
+        "| level | threads | records per write | pool waits/s | parks per append | records per fdatasync | fdatasync running | mean fdatasync |\n|---|---:|---:|---:|---:|---:|---:|---:|"
     );
     for ((d, t), v) in &protocol {
         let col = |i: usize| {
-            let mut xs: Vec<f64> = v.iter().map(|x| x[i]).collect();
-            median(&mut xs)
+            let mut xs: Vec<f64> = v.iter().map(|x| x[i]).filter(|x| !x.is_nan()).collect();
+            (!xs.is_empty()).then(|| median(&mut xs))
         };
+        let show = |i: usize, f: &dyn Fn(f64) -> String| col(i).map_or("–".into(), f);
         let _ = writeln!(
             w,
-            "| {} | {t} | {:.1} | {:.0} | {:.3} |",
+            "| {} | {t} | {} | {} | {} | {} | {} | {} |",
             level_name(*d),
-            col(0),
-            col(1),
-            col(2)
+            show(0, &|x| format!("{x:.1}")),
+            show(1, &|x| format!("{x:.0}")),
+            show(2, &|x| format!("{x:.3}")),
+            show(3, &|x| format!("{x:.1}")),
+            show(4, &|x| format!("{:.0}%", x * 100.0)),
+            show(5, &|x| format!("{x:.0} µs")),
         );
     }
     let _ = writeln!(w);
