@@ -740,8 +740,8 @@ impl<S: Sink> LogBuffer<S> {
             match self.sink.sync(from, target) {
                 Ok(()) => {
                     self.counters.fdatasyncs.inc();
-                    let took = started.elapsed().as_nanos();
-                    self.counters.fdatasync_nanos.add(took as u64);
+                    let nanos = started.elapsed().as_nanos() as u64;
+                    self.counters.fdatasync_nanos.add(nanos);
                     // Release: the synced bytes' acknowledgements happen after this.
                     self.durable.store(target, Ordering::Release);
                     // Relaxed: as above.
