@@ -129,7 +129,8 @@ fn protocol_counters(a: &slotlog::Stats, b: &slotlog::Stats, wall: f64) -> Strin
     };
     format!(
         "per append: {:.3} join retries, {:.3} parks ({:.3} as followers), {:.3} pool waits; \
-         {}, {}{sync_time} (in the round: {} parks, {} pool waits)",
+         {}, {}{sync_time} (in the round: {} parks, {} pool waits; segments: {} recycled, {} \
+         zero-filled, {} made sparse, {} installed by a writer)",
         per(a.cas_retries, b.cas_retries),
         per(a.parks, b.parks),
         per(a.follower_parks, b.follower_parks),
@@ -138,5 +139,9 @@ fn protocol_counters(a: &slotlog::Stats, b: &slotlog::Stats, wall: f64) -> Strin
         records_per("fdatasync", a.fdatasyncs, b.fdatasyncs),
         b.parks - a.parks,
         b.pool_waits - a.pool_waits,
+        b.segments_recycled - a.segments_recycled,
+        b.segments_created - a.segments_created,
+        b.segments_sparse - a.segments_sparse,
+        b.segments_unprepared - a.segments_unprepared,
     )
 }

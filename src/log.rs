@@ -107,7 +107,7 @@ impl Log {
             segments.create_first()?;
         }
         if recovered.end < crate::format::MAX_ADDRESS {
-            segments.ensure(recovered.end)?;
+            segments.ensure(recovered.end, false)?;
         } // else the log's address space is used up: it stays readable, and appends fail.
         let config = BufferConfig {
             slot_size: options.slot_bytes(),
@@ -368,6 +368,7 @@ impl Log {
         let mut s = self.inner.buffer.counters.snapshot();
         s.segments_created = self.inner.segments.created.load(Ordering::Relaxed);
         s.segments_recycled = self.inner.segments.recycled.load(Ordering::Relaxed);
+        s.segments_sparse = self.inner.segments.sparse.load(Ordering::Relaxed);
         s.segments_unprepared = self.inner.segments.unprepared.load(Ordering::Relaxed);
         s
     }

@@ -86,7 +86,9 @@ pub(crate) struct Segments {
     pub(crate) created: AtomicU64,
     /// Segments installed from a spare (zero-filled or kept by `truncate_front`).
     pub(crate) recycled: AtomicU64,
-    /// Segments a writer had to create sparse because no spare was ready.
+    /// Segments made as new sparse files because no spare was ready.
+    pub(crate) sparse: AtomicU64,
+    /// Segments a writer had to install on the append path: the preparer was behind.
     pub(crate) unprepared: AtomicU64,
 }
 
@@ -114,6 +116,7 @@ impl Segments {
             shutdown: AtomicBool::new(false),
             created: AtomicU64::new(0),
             recycled: AtomicU64::new(0),
+            sparse: AtomicU64::new(0),
             unprepared: AtomicU64::new(0),
         }
     }
@@ -140,7 +143,9 @@ impl Segments {
     /// segments from the end until one held such an address would never stop (found by the
     /// recycled-segment power-cut test: the preparer filled memory; on a disk it would fill
     /// the disk).
-    pub(crate) fn ensure(&self, lsn: u64) -> Result<Option<Arc<Segment>>> {
+    /// `by_writer`: the caller is a writer on the append path (counted when it has to create
+    /// a segment: the preparer was behind).
+    pub(crate) fn ensure(&self, lsn: u64, by_writer: bool) -> Result<Option<Arc<Segment>>> {
         if let Some(s) = self.find(lsn) {
             return Ok(Some(s));
         }
@@ -159,7 +164,7 @@ impl Segments {
             if lsn < first_base {
                 return Ok(None);
             }
-            let seg = self.create(base)?;
+            let seg = self.create(base, by_writer)?;
             self.list.write().push(seg);
         }
     }
@@ -169,7 +174,7 @@ impl Segments {
     /// preparer, or kept by `truncate_front`): its blocks are already written, the fast case
     /// for fdatasync. Otherwise, because a writer is waiting, it makes a sparse file at once
     /// rather than zero-filling 64 MiB on the append path.
-    fn create(&self, base: u64) -> Result<Arc<Segment>> {
+    fn create(&self, base: u64, by_writer: bool) -> Result<Arc<Segment>> {
         let g = self.geometry;
         let header = SegmentHeader {
             log_id: g.log_id,
@@ -240,8 +245,11 @@ impl Segments {
             .map_err(|e| io("open", &path, e))?;
         match spare {
             Some(_) => self.recycled.fetch_add(1, Ordering::Relaxed),
-            None => self.unprepared.fetch_add(1, Ordering::Relaxed),
+            None => self.sparse.fetch_add(1, Ordering::Relaxed),
         };
+        if by_writer {
+            self.unprepared.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(Arc::new(Segment { header, path, file }))
     }
 
@@ -346,7 +354,7 @@ impl Segments {
     /// `open`, so the first appends already find written blocks.
     pub(crate) fn create_first(&self) -> Result<()> {
         self.prepare_spare()?;
-        self.ensure(0).map(drop)
+        self.ensure(0, false).map(drop)
     }
 
     /// The preparer thread's loop: whenever a writer enters the last segment, make the next.
@@ -381,7 +389,7 @@ impl Segments {
             if self.write_hint.load(Ordering::Relaxed) < last_end
                 && !self.shutdown.load(Ordering::Acquire)
             {
-                let _ = self.ensure(last_end);
+                let _ = self.ensure(last_end, false);
             }
         }
     }
@@ -421,7 +429,7 @@ impl Sink for SegmentSink {
     }
 
     fn write(&self, lsn: u64, parts: &[&[u8]]) -> Result<()> {
-        let Some(seg) = self.0.ensure(lsn)? else {
+        let Some(seg) = self.0.ensure(lsn, true)? else {
             // Below the first segment (see `ensure`): truncated, nothing to keep. Not expected
             // from a writer, which never writes below the written frontier.
             return Ok(());

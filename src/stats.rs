@@ -174,8 +174,14 @@ pub struct Stats {
     pub segments_created: u64,
     /// Segments installed from a spare file (zero-filled, or kept by `truncate_front`).
     pub segments_recycled: u64,
-    /// Segments a writer created sparse on the append path because no spare was ready (the
-    /// preparer fell behind); the first fdatasyncs into them cost more.
+    /// Segments made as new sparse files because no spare was ready: by the preparer for a log
+    /// that has not fdatasynced since its last segment (by design: zero-filling only pays off
+    /// for fdatasync), or by a writer (below). Their first writes allocate page-cache pages, and
+    /// the first fdatasyncs into them cost more.
+    pub segments_sparse: u64,
+    /// Segments a writer had to install itself on the append path because the preparer was
+    /// behind (from a spare if one was ready, else sparse): an fdatasync and a directory fsync
+    /// that every appender behind that writer waits for.
     pub segments_unprepared: u64,
 }
 
@@ -220,6 +226,7 @@ impl Counters {
             pads: self.pads.get(),
             segments_created: 0,
             segments_recycled: 0,
+            segments_sparse: 0,
             segments_unprepared: 0,
         }
     }

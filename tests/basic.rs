@@ -213,6 +213,48 @@ fn stats_count_what_happened() {
 }
 
 #[test]
+fn segment_stats_account_for_every_segment_file() {
+    // Each segment file is installed from a spare (zero-filled or recycled) or made sparse, and
+    // `segments_unprepared` counts only the writers' own installs: the segment after the one
+    // being written is the preparer's, made sparse in a log that never fdatasyncs.
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), small().recycle_segments(0)).unwrap();
+    let segment_files = || {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension() == Some("seg".as_ref()))
+            .count() as u64
+    };
+    let payload = (256 << 10) - 64; // segment size minus its header (docs/format.md)
+    while log.end_lsn().unwrap().as_u64() < 6 * payload + 1000 {
+        log.append(&[7; 1000], Durability::WriteOnly).unwrap();
+    }
+    // The writer is in segment 6 (counting from 0): wait until the preparer has made segment 7
+    // (its file is renamed into place before it is counted), bounded by a hang detector.
+    let installed = |s: slotlog::Stats| s.segments_recycled + s.segments_sparse;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while installed(log.stats()) < 8 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the preparer never made the next segment: {}",
+            log.debug_state()
+        );
+        std::thread::yield_now();
+    }
+    let s = log.stats();
+    assert_eq!(installed(s.clone()), segment_files(), "{s:?}");
+    assert_eq!(
+        s.segments_created, 1,
+        "only the first segment is zero-filled: {s:?}"
+    );
+    assert!(
+        s.segments_unprepared < s.segments_sparse,
+        "the preparer's sparse segment was counted as a writer's: {s:?}"
+    );
+    log.close().unwrap();
+}
+
+#[test]
 fn no_sync_records_reach_the_file_without_a_later_call() {
     // With the flusher on, a NoSync record is written within about two intervals; the test
     // waits for the written frontier (observed through a second reader handle of the files),

@@ -749,7 +749,7 @@ fn recycled_power_cut_case(seed: u64) {
         // WriteOnly records into one more segment, and no fdatasync after its creation: a
         // recycled file while spares last, after that a sparse one (a log that fdatasynced gets
         // its next zero-filled spare only after a new fdatasync).
-        let installed = |st: slotlog::Stats| st.segments_recycled + st.segments_unprepared;
+        let installed = |st: slotlog::Stats| st.segments_recycled + st.segments_sparse;
         let installed_before = installed(log.stats());
         let extra = rng.range(0, 20);
         let mut k = 0;
