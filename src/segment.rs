@@ -172,8 +172,9 @@ impl Segments {
     /// Creates the segment file for `base`, complete and durable (header, size, directory
     /// entry) before it is used. Takes a spare file if one is ready (zero-filled by the
     /// preparer, or kept by `truncate_front`): its blocks are already written, the fast case
-    /// for fdatasync. Otherwise, because a writer is waiting, it makes a sparse file at once
-    /// rather than zero-filling 64 MiB on the append path.
+    /// for fdatasync. Otherwise it makes a sparse file at once rather than zero-filling 64 MiB
+    /// here: a writer may be waiting, and the preparer zero-fills a spare beforehand only where
+    /// that pays off (a log that fdatasyncs).
     fn create(&self, base: u64, by_writer: bool) -> Result<Arc<Segment>> {
         let g = self.geometry;
         let header = SegmentHeader {
