@@ -22,7 +22,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 #[path = "common/mod.rs"]
 mod common;
 
-use common::{level_name, Wal, LEVELS};
+use common::{level_name, Durability, Wal, LEVELS};
 
 fn bench(c: &mut Criterion) {
     let quick = std::env::var_os("SLOTLOG_BENCH_QUICK").is_some();
@@ -42,8 +42,9 @@ fn bench(c: &mut Criterion) {
     let root =
         common::bench_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))).join("criterion");
     std::fs::create_dir_all(&root).expect("bench dir");
-    let slotlog: Arc<dyn Wal> =
-        Arc::new(common::Slotlog::open(&root.join("slotlog"), None).expect("open slotlog"));
+    let slotlog: Arc<dyn Wal> = Arc::new(
+        common::Slotlog::open(&root.join("slotlog"), Durability::FullSync).expect("open slotlog"),
+    );
     let mut systems = vec![slotlog];
     systems.extend(common::baselines(&root).expect("open baselines"));
     systems.retain(|s| {

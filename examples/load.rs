@@ -39,16 +39,13 @@ fn main() -> std::io::Result<()> {
 
     let dir = common::bench_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))).join("load");
     std::fs::create_dir_all(&dir)?;
-    let slotlog = Arc::new(common::Slotlog::open(
-        &dir.join("slotlog"),
-        (level != Durability::FullSync).then_some(level),
-    )?);
+    let slotlog = Arc::new(common::Slotlog::open(&dir.join("slotlog"), level)?);
     let mut systems: Vec<Arc<dyn Wal>> = vec![slotlog.clone()];
     if wanted.iter().any(|w| w == "slotlog-nolanes") {
         // The same log without lanes, alternating with the default one in this process.
         systems.push(Arc::new(common::Slotlog::open_named(
             &dir.join("slotlog-nolanes"),
-            (level != Durability::FullSync).then_some(level),
+            level,
             "slotlog-nolanes",
             |o| o.lanes(0),
         )?));
@@ -115,18 +112,12 @@ fn protocol_counters(a: &slotlog::Stats, b: &slotlog::Stats, wall: f64) -> Strin
         0 => format!("no {what}"),
         n => format!("{:.1} records per {what}", appends / n as f64),
     };
-    let syncs = b.fdatasyncs - a.fdatasyncs;
-    let sync_time = match syncs {
-        0 => String::new(),
-        n => {
-            let secs = (b.fdatasync_nanos - a.fdatasync_nanos) as f64 * 1e-9;
-            format!(
-                ", {:.0} µs per fdatasync, one running {:.0}% of the round",
-                secs / n as f64 * 1e6,
-                secs / wall * 100.0
-            )
-        }
-    };
+    let sync_time = common::fdatasync_time(a, b, wall).map_or(String::new(), |(us, share)| {
+        format!(
+            ", {us:.0} µs per fdatasync, one running {:.0}% of the round",
+            share * 100.0
+        )
+    });
     format!(
         "per append: {:.3} join retries, {:.3} parks ({:.3} as followers), {:.3} pool waits; \
          {}, {}{sync_time} (in the round: {} parks, {} pool waits; segments: {} recycled, {} \

@@ -120,19 +120,19 @@ const SEGMENT_PAYLOAD: u64 = SEGMENT_BYTES - 64;
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(5);
 
 impl Slotlog {
-    /// `warm`: `Some(level)` warms the log up with appends of that level ([`Slotlog::warm_up`]);
-    /// the report warms the logs of its NoSync and WriteOnly points with their own level. `None`
-    /// only settles the log ([`Slotlog::settle`]; for FullSync points): its first segment is
-    /// zero-filled by `open`, and the next one by the preparer before the first point.
-    pub fn open(dir: &Path, warm: Option<Durability>) -> io::Result<Slotlog> {
-        Self::open_named(dir, warm, "slotlog", |o| o)
+    /// A log for points of `level`: a NoSync or WriteOnly log is warmed up with appends of its
+    /// level ([`Slotlog::warm_up`]); a FullSync log is only settled ([`Slotlog::settle`]): its
+    /// first segment is zero-filled by `open`, and the next one by the preparer before the
+    /// first point. A log for points of every level (the criterion bench) is opened as FullSync.
+    pub fn open(dir: &Path, level: Durability) -> io::Result<Slotlog> {
+        Self::open_named(dir, level, "slotlog", |o| o)
     }
 
     /// [`Slotlog::open`] with changed options, under another name (for A/B runs in one
     /// process, e.g. `examples/load`'s `slotlog-nolanes`).
     pub fn open_named(
         dir: &Path,
-        warm: Option<Durability>,
+        level: Durability,
         name: &str,
         change: impl FnOnce(slotlog::Options) -> slotlog::Options,
     ) -> io::Result<Slotlog> {
@@ -180,9 +180,9 @@ impl Slotlog {
             stop,
             checkpointer: Some(checkpointer),
         };
-        match warm {
-            Some(level) => s.warm_up(dir, level)?,
-            None => s.settle()?,
+        match level {
+            Durability::FullSync => s.settle()?,
+            _ => s.warm_up(dir, level)?,
         }
         Ok(s)
     }
@@ -280,6 +280,15 @@ pub fn sync_file_system(dir: &Path) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// The group commit's fdatasyncs between two snapshots of `Log::stats` taken `wall` seconds
+/// apart: (mean µs per fdatasync, share of `wall` during which one was running; one runs at a
+/// time). `None` if there was none.
+pub fn fdatasync_time(a: &slotlog::Stats, b: &slotlog::Stats, wall: f64) -> Option<(f64, f64)> {
+    let syncs = b.fdatasyncs - a.fdatasyncs;
+    let secs = (b.fdatasync_nanos - a.fdatasync_nanos) as f64 * 1e-9;
+    (syncs > 0).then(|| (secs / syncs as f64 * 1e6, secs / wall))
 }
 
 // ----- a pre-written file ------------------------------------------------------------------

@@ -379,10 +379,7 @@ type Key = (Durability, String, usize);
 
 fn open_systems(root: &Path, d: Durability, rep: usize) -> Vec<Arc<dyn Wal>> {
     let mut v: Vec<Arc<dyn Wal>> = Vec::new();
-    match common::Slotlog::open(
-        &root.join(format!("slotlog-{}-{rep}", level_name(d))),
-        (d != Durability::FullSync).then_some(d),
-    ) {
+    match common::Slotlog::open(&root.join(format!("slotlog-{}-{rep}", level_name(d))), d) {
         Ok(s) => v.push(Arc::new(s)),
         Err(e) => eprintln!("  slotlog failed to open: {e}"),
     }
@@ -463,15 +460,19 @@ fn main() {
                     if let (Some(a), Some(b)) = (before, s.stats()) {
                         let appends = (b.appends - a.appends).max(1) as f64;
                         let syncs = (b.fdatasyncs - a.fdatasyncs) as f64;
-                        let sync_secs = (b.fdatasync_nanos - a.fdatasync_nanos) as f64 * 1e-9;
-                        let or_nan = |x: f64| if syncs > 0.0 { x } else { f64::NAN };
+                        let (sync_us, sync_share) =
+                            common::fdatasync_time(&a, &b, p.wall).unwrap_or((f64::NAN, f64::NAN));
                         protocol.entry((d, t)).or_default().push([
                             appends / (b.writes - a.writes).max(1) as f64,
                             (b.pool_waits - a.pool_waits) as f64 / p.wall,
                             (b.parks - a.parks) as f64 / appends,
-                            or_nan(appends / syncs),
-                            or_nan(sync_secs / p.wall),
-                            or_nan(sync_secs / syncs * 1e6),
+                            if syncs > 0.0 {
+                                appends / syncs
+                            } else {
+                                f64::NAN
+                            },
+                            sync_share,
+                            sync_us,
                         ]);
                     }
                     s.reset();
@@ -564,7 +565,7 @@ fn main() {
     eprintln!("[cpu] slotlog FullSync 512 B at 1 and 64 threads with fdatasync counts");
     let cpu_run = |t: usize, d: Durability| {
         let dir = root.join("slotlog-cpu");
-        let s = Arc::new(common::Slotlog::open(&dir, None).expect("slotlog"));
+        let s = Arc::new(common::Slotlog::open(&dir, Durability::FullSync).expect("slotlog"));
         let before = s.log.stats();
         let w: Arc<dyn Wal> = s.clone();
         let p = common::run_timed(
@@ -596,7 +597,7 @@ fn main() {
         .iter()
         .map(|&n| {
             let dir = root.join("slotlog-cpu-tasks");
-            let s = Arc::new(common::Slotlog::open(&dir, None).expect("slotlog"));
+            let s = Arc::new(common::Slotlog::open(&dir, Durability::FullSync).expect("slotlog"));
             let before = s.log.stats();
             let p = muop_async::sustained(
                 &s.log,
@@ -639,7 +640,7 @@ fn main() {
     let floor_buf = common::record_bytes(561_000, 5);
     for r in 0..muop_reps {
         let dir = root.join("slotlog-muop");
-        let sl = Arc::new(common::Slotlog::open(&dir, None).expect("slotlog"));
+        let sl = Arc::new(common::Slotlog::open(&dir, Durability::FullSync).expect("slotlog"));
         let s: Arc<dyn Wal> = sl.clone();
         muop_slot.push(common::run_count(&s, 1000, 561, Durability::FullSync, 1000).as_secs_f64());
         let st = sl.log.stats();
@@ -670,7 +671,7 @@ fn main() {
             fmt_dur(*muop_floor.last().unwrap())
         );
         // The same scenario with 1,000 tokio tasks (`muop_async.rs`).
-        let sl = Arc::new(common::Slotlog::open(&dir, None).expect("slotlog"));
+        let sl = Arc::new(common::Slotlog::open(&dir, Durability::FullSync).expect("slotlog"));
         muop_task_slot.push(muop_async::slotlog(&sl.log).as_secs_f64());
         let st = sl.log.stats();
         drop(sl);
