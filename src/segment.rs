@@ -69,8 +69,10 @@ pub(crate) struct Segments {
     crc: format::FrameCrc,
     /// Ordered by base, contiguous.
     list: RwLock<Vec<Arc<Segment>>>,
-    /// Serialises creation, so a segment is made once.
-    creating: Mutex<()>,
+    /// Serialises creation, so a segment is made once. Holds `syncs` as it was at the last
+    /// creation: whether the log fdatasynced while it wrote the segment before decides how the
+    /// next one is installed (see `create`).
+    creating: Mutex<u64>,
     /// Files kept by `truncate_front` for reuse.
     spares: Mutex<Vec<PathBuf>>,
     recycle_limit: usize,
@@ -106,7 +108,7 @@ impl Segments {
             crc: format::FrameCrc::new(geometry.log_id),
             geometry,
             list: RwLock::new(list),
-            creating: Mutex::new(()),
+            creating: Mutex::new(0),
             spares: Mutex::new(Vec::new()),
             recycle_limit,
             write_hint: AtomicU64::new(0),
@@ -149,7 +151,7 @@ impl Segments {
         if let Some(s) = self.find(lsn) {
             return Ok(Some(s));
         }
-        let _creating = self.creating.lock();
+        let mut syncs_at_last_create = self.creating.lock();
         loop {
             if let Some(s) = self.find(lsn) {
                 return Ok(Some(s));
@@ -164,7 +166,7 @@ impl Segments {
             if lsn < first_base {
                 return Ok(None);
             }
-            let seg = self.create(base, by_writer)?;
+            let seg = self.create(base, by_writer, &mut syncs_at_last_create)?;
             self.list.write().push(seg);
         }
     }
@@ -175,7 +177,13 @@ impl Segments {
     /// for fdatasync. Otherwise it makes a sparse file at once rather than zero-filling 64 MiB
     /// here: a writer may be waiting, and the preparer zero-fills a spare beforehand only where
     /// that pays off (a log that fdatasyncs).
-    fn create(&self, base: u64, by_writer: bool) -> Result<Arc<Segment>> {
+    /// `syncs_at_last_create` is the `creating` lock's value, held by the caller.
+    fn create(
+        &self,
+        base: u64,
+        by_writer: bool,
+        syncs_at_last_create: &mut u64,
+    ) -> Result<Arc<Segment>> {
         let g = self.geometry;
         let header = SegmentHeader {
             log_id: g.log_id,
@@ -215,17 +223,19 @@ impl Segments {
             file.set_len(size).map_err(|e| io("set_len", &from, e))?;
         }
         // Relaxed: a heuristic; any value gives a valid choice.
-        let log_syncs = self.syncs.load(Ordering::Relaxed) > 0;
+        let syncs = self.syncs.load(Ordering::Relaxed);
+        let log_syncs = syncs != std::mem::replace(syncs_at_last_create, syncs);
         if resized || log_syncs {
             // A new size must be durable too: fdatasync (cheap, nothing else is dirty). And in
-            // a log that fdatasyncs, a recycled file's old records still in the page cache are
-            // written back now, here (normally on the preparer), rather than by the first
-            // fdatasync of an appender in the new segment.
+            // a log that fdatasynced since the last segment was made, a recycled file's old
+            // records still in the page cache are written back now, here (normally on the
+            // preparer), rather than by the first fdatasync of an appender in the new segment.
             file.write_at(0, &[&header.encode()])
                 .map_err(|e| io("write", &from, e))?;
             file.sync_data().map_err(|e| io("fdatasync", &from, e))?;
         } else {
-            // A spare of full size in a log that has never fdatasynced. A recycled one may
+            // A spare of full size in a log that has not fdatasynced since the last segment
+            // was made (it writes NoSync/WriteOnly traffic, or syncs rarely). A recycled one may
             // still hold its old records as dirty pages: they are dead, and the appends will
             // overwrite them, so make only the new header durable instead of waiting for all
             // of them to be written back (50-90 ms per 64 MiB segment here).

@@ -55,6 +55,7 @@ struct SimState {
     /// Faults waiting to fire: (fault, matching operations to let pass first).
     faults: Vec<(Fault, u64)>,
     syncs: u64,
+    durable_writes: u64,
 }
 
 #[derive(Default, Clone)]
@@ -110,9 +111,14 @@ impl SimStorage {
         }
     }
 
-    /// Completed `sync_data` calls so far.
+    /// Completed `sync_data` calls so far, on any file.
     pub fn syncs(&self) -> u64 {
         self.shared.state.lock().syncs
+    }
+
+    /// Completed `write_durable_at` calls so far (not counted in [`Self::syncs`]).
+    pub fn durable_writes(&self) -> u64 {
+        self.shared.state.lock().durable_writes
     }
 
     /// A copy of the file's current bytes, if it exists (for tests that damage files).
@@ -273,7 +279,7 @@ impl StorageFile for SimFile {
             img.last_unsynced_write = None;
         }
         drop(img);
-        self.shared.state.lock().syncs += 1;
+        self.shared.state.lock().durable_writes += 1;
         Ok(())
     }
 

@@ -626,6 +626,57 @@ fn short_write_poisons_every_append_and_recovery_keeps_full_sync_acks() {
 
 // ----- regressions -------------------------------------------------------------------------
 
+/// A log that fdatasynced once and then only writes: the recycled files it installs after the
+/// first segment made since that fdatasync get their new header made durable on its own, not a
+/// full fdatasync that would first write back the dead records they still hold (50–90 ms per
+/// 64 MiB on the preparer; docs/design.md, "Segment preparation"). Until 2026-12-07 any log
+/// that had ever fdatasynced paid that writeback for every recycled file.
+#[test]
+fn recycled_segments_are_not_fdatasynced_once_the_log_stops_syncing() {
+    let sim = SimStorage::new();
+    let opts = Options::default()
+        .segment_size(32 << 10)
+        .slot_size(4096)
+        .slot_pool(4)
+        .max_record_size(4096)
+        .recycle_segments(4)
+        .flush_interval(None)
+        .storage(sim.clone());
+    let log = Log::open(dir(), opts).unwrap();
+    log.append(b"one durable record", Durability::FullSync)
+        .unwrap();
+    // WriteOnly records through five segments; by then the preparer has zero-filled the spare
+    // that the fdatasync asked for (waited for, bounded by a hang detector).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut n = 0u32;
+    while log.end_lsn().unwrap().as_u64() < 5 * (32 << 10) || log.stats().segments_created < 2 {
+        assert!(Instant::now() < deadline, "{}", log.debug_state());
+        log.append(&payload(0, n, 1000), Durability::WriteOnly)
+            .unwrap();
+        n += 1;
+    }
+    assert!(log.truncate_front(log.end_lsn().unwrap()).unwrap() >= 4);
+    let (syncs, durable_writes) = (sim.syncs(), sim.durable_writes());
+    let (recycled, sparse) = (log.stats().segments_recycled, log.stats().segments_sparse);
+    // Through three recycled segments (of four spares; a fourth install would be a sparse file,
+    // which always gets an fdatasync for its new size).
+    while log.stats().segments_recycled < recycled + 3 {
+        assert!(Instant::now() < deadline, "{}", log.debug_state());
+        log.append(&payload(1, n, 1000), Durability::WriteOnly)
+            .unwrap();
+        n += 1;
+    }
+    let s = log.stats();
+    assert_eq!(s.segments_sparse, sparse, "{s:?}");
+    assert_eq!(
+        sim.syncs(),
+        syncs,
+        "a recycled segment was installed with an fdatasync: {s:?}"
+    );
+    assert!(sim.durable_writes() >= durable_writes + 3, "{s:?}");
+    log.close().unwrap();
+}
+
 /// A process crash (the `Log` dropped without `close`: written, never fdatasynced), a reopen,
 /// a `FullSync` append, then a power cut: everything the reopened log returned and then
 /// acknowledged as durable must survive.
@@ -683,10 +734,11 @@ fn slot_pool_of_two_is_accepted_or_rejected_cleanly() {
     }
 }
 
-/// Segments recycled by `truncate_front` while their old records are still unsynced: the new
-/// header is made durable on its own (`write_durable_at`), not with an fdatasync of the whole
-/// file. After a power cut the log must open, and every FullSync ack written into the recycled
-/// files must be there; the old records they held must not come back.
+/// Segments recycled by `truncate_front` while their old records are still unsynced: in a log
+/// that has not fdatasynced since the previous segment was made, the new header is made durable
+/// on its own (`write_durable_at`), not with an fdatasync of the whole file. After a power cut
+/// the log must open, and every FullSync ack written into the recycled files must be there; the
+/// old records they held must not come back.
 #[test]
 fn power_cut_after_recycling_unsynced_segments_keeps_full_sync_acks() {
     run_cases("recycled_power_cut", 20, recycled_power_cut_case);
@@ -708,16 +760,16 @@ fn recycled_power_cut_case(seed: u64) {
                 .storage(sim.clone())
         };
         let log = Log::open(dir(), opts()).unwrap();
-        // Four segments of WriteOnly records: written, never synced.
+        // Five segments of WriteOnly records: written, never synced.
         let mut appended: BTreeMap<Lsn, Vec<u8>> = BTreeMap::new();
         let mut n = 0u32;
-        while log.end_lsn().unwrap().as_u64() < 4 * (32 << 10) {
+        while log.end_lsn().unwrap().as_u64() < 5 * (32 << 10) {
             let data = payload(0, n, rng.range(12, 1500) as usize);
             appended.insert(log.append(&data, Durability::WriteOnly).unwrap(), data);
             n += 1;
         }
         let cut_at = log.end_lsn().unwrap();
-        assert!(log.truncate_front(cut_at).unwrap() >= 3, "seed {seed}");
+        assert!(log.truncate_front(cut_at).unwrap() >= 4, "seed {seed}");
         // Records that land in the recycled files: FullSync ones (the log then fdatasyncs,
         // and installs recycled files with a full fdatasync), or WriteOnly ones only (a log
         // that never fdatasyncs: only `write_durable_at` makes each new header durable, and
@@ -746,14 +798,16 @@ fn recycled_power_cut_case(seed: u64) {
                 acked.push((lsn, data));
             }
         }
-        // WriteOnly records into one more segment, and no fdatasync after its creation: a
-        // recycled file while spares last, after that a sparse one (a log that fdatasynced gets
-        // its next zero-filled spare only after a new fdatasync).
+        // WriteOnly records into two more segments, and no fdatasync after their creation:
+        // recycled files while spares last, after that sparse ones (a log that fdatasynced
+        // gets its next zero-filled spare only after a new fdatasync). After FullSync records
+        // the first of them is installed with a full fdatasync, the second (no fdatasync since
+        // the first was made) with its header made durable alone.
         let installed = |st: slotlog::Stats| st.segments_recycled + st.segments_sparse;
         let installed_before = installed(log.stats());
         let extra = rng.range(0, 20);
         let mut k = 0;
-        while installed(log.stats()) == installed_before || k < extra {
+        while installed(log.stats()) < installed_before + 2 || k < extra {
             assert!(
                 k < 10_000,
                 "seed {seed}: no segment installed: {:?}\n{}",
