@@ -244,6 +244,43 @@ impl Log {
         }
     }
 
+    /// Blocks until every record at or before `lsn` is as durable as `durability` says: the
+    /// blocking form of [`wait_async`](Log::wait_async), with the same meaning of an `lsn`
+    /// beyond the end of the log. For a batch of `NoSync` appends made durable by one wait for
+    /// the last of them. Unlike [`sync`](Log::sync), which makes everything appended so far
+    /// durable, it returns at once if `lsn` already is, and otherwise joins the group commit
+    /// that covers `lsn` as a waiting append would (it may close the active slot, write it, or
+    /// run the fdatasync).
+    ///
+    /// ```
+    /// use slotlog::{Durability, Log, Options};
+    /// # let dir = std::env::temp_dir().join(format!("slotlog-wait-doc-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let log = Log::open(&dir, Options::default().segment_size(1 << 20).slot_size(64 << 10).max_record_size(64 << 10))?;
+    /// let mut last = log.append(b"entry 1", Durability::NoSync)?;
+    /// for entry in [&b"entry 2"[..], b"entry 3"] {
+    ///     last = log.append(entry, Durability::NoSync)?;
+    /// }
+    /// log.wait(last, Durability::FullSync)?; // all three are durable now
+    /// let syncs = log.stats().fdatasyncs;
+    /// log.wait(last, Durability::FullSync)?; // already durable: no new fdatasync
+    /// assert_eq!(log.stats().fdatasyncs, syncs);
+    /// # log.close()?;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok::<(), slotlog::Error>(())
+    /// ```
+    pub fn wait(&self, lsn: Lsn, durability: Durability) -> Result<Lsn> {
+        let Some(level) = level(durability) else {
+            return Ok(lsn);
+        };
+        let end = self.inner.buffer.reserved_end()?;
+        // The frontiers stop only at record ends, so passing `lsn` covers the record there.
+        self.inner
+            .buffer
+            .wait_for(lsn.0.saturating_add(1).min(end), level)?;
+        Ok(lsn)
+    }
+
     fn wait_until(&self, lsn: Lsn, need: u64, durability: Durability) -> Wait<'_> {
         let Some(level) = level(durability) else {
             return Wait::ready(Ok(lsn));

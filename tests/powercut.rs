@@ -677,6 +677,56 @@ fn recycled_segments_are_not_fdatasynced_once_the_log_stops_syncing() {
     log.close().unwrap();
 }
 
+/// `Log::wait`: a batch of NoSync appends made durable by one blocking wait for the last of
+/// them survives a power cut; a second wait for it returns without an fdatasync; a wait beyond
+/// the end covers everything appended before it.
+#[test]
+fn wait_makes_a_no_sync_batch_durable() {
+    let sim = SimStorage::new();
+    let g = Geometry {
+        segment_size: 32 << 10,
+        slot_size: 4096,
+        slot_pool: 3,
+        max_record: 4096,
+        flush_interval: None,
+    };
+    let log = Log::open(dir(), g.options(&sim)).unwrap();
+    let mut want = Vec::new();
+    for seq in 0..100 {
+        let data = payload(0, seq, 300);
+        want.push((log.append(&data, Durability::NoSync).unwrap(), data));
+    }
+    let last = want.last().unwrap().0;
+    assert_eq!(log.wait(last, Durability::FullSync).unwrap(), last);
+    let syncs = log.stats().fdatasyncs;
+    assert!(syncs >= 1);
+    log.wait(want[10].0, Durability::FullSync).unwrap();
+    log.wait(last, Durability::WriteOnly).unwrap();
+    assert_eq!(
+        log.stats().fdatasyncs,
+        syncs,
+        "a wait for durable records synced"
+    );
+    let data = payload(0, 100, 300);
+    want.push((log.append(&data, Durability::NoSync).unwrap(), data));
+    let far = Lsn::from_u64(u64::MAX);
+    assert_eq!(log.wait(far, Durability::FullSync).unwrap(), far);
+    log.wait(far, Durability::NoSync).unwrap();
+    // Appended after the wait, never waited for: may be lost, must not be damaged.
+    log.append(&payload(0, 101, 300), Durability::NoSync)
+        .unwrap();
+    drop(log);
+    sim.power_cut(false);
+    let log = Log::open(dir(), g.options(&sim)).unwrap();
+    let got = read_all(&log);
+    assert!(got.len() >= want.len(), "lost records: {got:?}");
+    assert_eq!(
+        &got[..want.len()],
+        &want[..],
+        "records a wait acknowledged as durable were lost"
+    );
+}
+
 /// A process crash (the `Log` dropped without `close`: written, never fdatasynced), a reopen,
 /// a `FullSync` append, then a power cut: everything the reopened log returned and then
 /// acknowledged as durable must survive.
