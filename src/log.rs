@@ -247,10 +247,13 @@ impl Log {
     /// Blocks until every record at or before `lsn` is as durable as `durability` says: the
     /// blocking form of [`wait_async`](Log::wait_async), with the same meaning of an `lsn`
     /// beyond the end of the log. For a batch of `NoSync` appends made durable by one wait for
-    /// the last of them. Unlike [`sync`](Log::sync), which makes everything appended so far
-    /// durable, it returns at once if `lsn` already is, and otherwise joins the group commit
-    /// that covers `lsn` as a waiting append would (it may close the active slot, write it, or
-    /// run the fdatasync).
+    /// the last of them. It returns at once if `lsn` already is that durable, and otherwise
+    /// joins the group commit that covers `lsn` as a waiting append would (it may close the
+    /// active slot, write it, or run the fdatasync). [`sync`](Log::sync) instead waits for
+    /// everything appended so far, including other threads' records appended after `lsn`.
+    ///
+    /// Fails with [`Error::Poisoned`] after an I/O failure (also for `NoSync`, as
+    /// `wait_async` does).
     ///
     /// ```
     /// use slotlog::{Durability, Log, Options};
@@ -270,10 +273,10 @@ impl Log {
     /// # Ok::<(), slotlog::Error>(())
     /// ```
     pub fn wait(&self, lsn: Lsn, durability: Durability) -> Result<Lsn> {
+        let end = self.inner.buffer.reserved_end()?;
         let Some(level) = level(durability) else {
             return Ok(lsn);
         };
-        let end = self.inner.buffer.reserved_end()?;
         // The frontiers stop only at record ends, so passing `lsn` covers the record there.
         self.inner
             .buffer
