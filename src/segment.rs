@@ -70,8 +70,8 @@ pub(crate) struct Segments {
     /// Ordered by base, contiguous.
     list: RwLock<Vec<Arc<Segment>>>,
     /// Serialises creation, so a segment is made once. Holds `syncs` as it was at the last
-    /// creation: whether the log fdatasynced while it wrote the segment before decides how the
-    /// next one is installed (see `create`).
+    /// successful creation: whether the log fdatasynced since then decides how the next one is
+    /// installed (see `create`).
     creating: Mutex<u64>,
     /// Files kept by `truncate_front` for reuse.
     spares: Mutex<Vec<PathBuf>>,
@@ -224,7 +224,7 @@ impl Segments {
         }
         // Relaxed: a heuristic; any value gives a valid choice.
         let syncs = self.syncs.load(Ordering::Relaxed);
-        let log_syncs = syncs != std::mem::replace(syncs_at_last_create, syncs);
+        let log_syncs = syncs != *syncs_at_last_create;
         if resized || log_syncs {
             // A new size must be durable too: fdatasync (cheap, nothing else is dirty). And in
             // a log that fdatasynced since the last segment was made, a recycled file's old
@@ -248,6 +248,9 @@ impl Segments {
         self.storage
             .sync_dir(&self.dir)
             .map_err(|e| io("fsync", &self.dir, e))?;
+        // Only now: a creation that failed before this point leaves the next one to decide
+        // again (its error surfaces to a writer in any case).
+        *syncs_at_last_create = syncs;
         // Use a handle opened under the segment's own name from here on.
         drop(file);
         let file = self
@@ -322,14 +325,14 @@ impl Segments {
                 .min(list.len().saturating_sub(1));
             list.drain(..keep_from).collect()
         };
+        let mut kept = Vec::new();
         for seg in &removed {
-            let mut spares = self.spares.lock();
-            if spares.len() < self.recycle_limit {
+            if self.spares.lock().len() + kept.len() < self.recycle_limit {
                 let spare = self.dir.join(format!("spare-{:016x}.seg.free", seg.base()));
                 self.storage
                     .rename(&seg.path, &spare)
                     .map_err(|e| Error::io("rename", &seg.path, None, e))?;
-                spares.push(spare);
+                kept.push(spare);
             } else {
                 self.storage
                     .remove(&seg.path)
@@ -341,6 +344,12 @@ impl Segments {
                 .sync_dir(&self.dir)
                 .map_err(|e| Error::io("fsync", &self.dir, None, e))?;
         }
+        // Offered for reuse only once their new names are durable: an installer makes its new
+        // header durable before its own directory fsync, so a spare taken earlier could be
+        // found after a power cut under its old `.seg` name with a header for another base, and
+        // the log would not open. (Kept files a failed fsync strands are found as spares at
+        // the next open.)
+        self.spares.lock().extend(kept);
         Ok(removed.len())
     }
 

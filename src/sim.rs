@@ -55,6 +55,8 @@ struct SimState {
     /// Faults waiting to fire: (fault, matching operations to let pass first).
     faults: Vec<(Fault, u64)>,
     syncs: u64,
+    /// `sync_data` calls by the name their handle was opened under.
+    syncs_by_name: HashMap<PathBuf, u64>,
     durable_writes: u64,
 }
 
@@ -116,6 +118,13 @@ impl SimStorage {
         self.shared.state.lock().syncs
     }
 
+    /// Completed `sync_data` calls through handles opened under `name` (a file renamed since
+    /// keeps its count under the name it was opened as).
+    pub fn syncs_of(&self, name: &Path) -> u64 {
+        let st = self.shared.state.lock();
+        st.syncs_by_name.get(name).copied().unwrap_or(0)
+    }
+
     /// Completed `write_durable_at` calls so far (not counted in [`Self::syncs`]).
     pub fn durable_writes(&self) -> u64 {
         self.shared.state.lock().durable_writes
@@ -166,6 +175,8 @@ fn not_found(path: &Path) -> io::Error {
 
 struct SimFile {
     shared: Arc<Shared>,
+    /// The name this handle was opened under.
+    name: PathBuf,
     /// Opened under a segment's name: faults apply.
     segment: bool,
     image: Arc<Mutex<Image>>,
@@ -252,7 +263,9 @@ impl StorageFile for SimFile {
         img.durable = img.current.clone();
         img.last_unsynced_write = None;
         drop(img);
-        self.shared.state.lock().syncs += 1;
+        let mut st = self.shared.state.lock();
+        st.syncs += 1;
+        *st.syncs_by_name.entry(self.name.clone()).or_default() += 1;
         Ok(())
     }
 
@@ -353,6 +366,7 @@ impl Storage for SimStorage {
         };
         Ok(Arc::new(SimFile {
             segment: path.extension().is_some_and(|e| e == "seg"),
+            name: path.to_path_buf(),
             shared: self.shared.clone(),
             image,
             generation: self.shared.generation.load(Ordering::SeqCst),

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use slotlog::storage::{Fault, SimStorage};
+use slotlog::storage::{Fault, SimStorage, Storage};
 use slotlog::{Durability, Log, Lsn, Options};
 
 mod common;
@@ -630,50 +630,88 @@ fn short_write_poisons_every_append_and_recovery_keeps_full_sync_acks() {
 /// first segment made since that fdatasync get their new header made durable on its own, not a
 /// full fdatasync that would first write back the dead records they still hold (50–90 ms per
 /// 64 MiB on the preparer; docs/design.md, "Segment preparation"). Until 2026-12-07 any log
-/// that had ever fdatasynced paid that writeback for every recycled file.
+/// that had ever fdatasynced paid that writeback for every recycled file. Then FullSync records
+/// land in those files and power is cut: every ack must survive, and no old record comes back.
 #[test]
 fn recycled_segments_are_not_fdatasynced_once_the_log_stops_syncing() {
     let sim = SimStorage::new();
-    let opts = Options::default()
-        .segment_size(32 << 10)
-        .slot_size(4096)
-        .slot_pool(4)
-        .max_record_size(4096)
-        .recycle_segments(4)
-        .flush_interval(None)
-        .storage(sim.clone());
-    let log = Log::open(dir(), opts).unwrap();
-    log.append(b"one durable record", Durability::FullSync)
-        .unwrap();
-    // WriteOnly records through five segments; by then the preparer has zero-filled the spare
-    // that the fdatasync asked for (waited for, bounded by a hang detector).
+    let opts = || {
+        Options::default()
+            .segment_size(32 << 10)
+            .slot_size(4096)
+            .slot_pool(4)
+            .max_record_size(4096)
+            .recycle_segments(4)
+            .flush_interval(None)
+            .storage(sim.clone())
+    };
+    let log = Log::open(dir(), opts()).unwrap();
+    let mut appended: BTreeMap<Lsn, Vec<u8>> = BTreeMap::new();
+    let mut append = |tid: u32, seq: u32, durability: Durability| {
+        let data = payload(tid, seq, 1000);
+        let lsn = log.append(&data, durability).unwrap();
+        appended.insert(lsn, data.clone());
+        (lsn, data)
+    };
+    append(0, 0, Durability::FullSync);
+    // WriteOnly records through five segments. The one segment made first after the fdatasync
+    // (segment 2 or 3) is installed with a full fdatasync; none after it.
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut n = 0u32;
-    while log.end_lsn().unwrap().as_u64() < 5 * (32 << 10) || log.stats().segments_created < 2 {
-        assert!(Instant::now() < deadline, "{}", log.debug_state());
-        log.append(&payload(0, n, 1000), Durability::WriteOnly)
-            .unwrap();
+    let mut n = 1u32;
+    while log.end_lsn().unwrap().as_u64() < 5 * (32 << 10) {
+        append(0, n, Durability::WriteOnly);
         n += 1;
     }
     assert!(log.truncate_front(log.end_lsn().unwrap()).unwrap() >= 4);
-    let (syncs, durable_writes) = (sim.syncs(), sim.durable_writes());
-    let (recycled, sparse) = (log.stats().segments_recycled, log.stats().segments_sparse);
-    // Through three recycled segments (of four spares; a fourth install would be a sparse file,
-    // which always gets an fdatasync for its new size).
+    // The files truncate_front kept for reuse, by the names a recycled install opens them under.
+    let spares: Vec<String> = sim
+        .list(dir())
+        .unwrap()
+        .into_iter()
+        .filter(|name| name.ends_with(".seg.free"))
+        .collect();
+    assert!(spares.len() >= 4, "{spares:?}");
+    let durable_writes = sim.durable_writes();
+    let recycled = log.stats().segments_recycled;
+    // Through three recycled segments (the preparer may be installing a fourth meanwhile).
     while log.stats().segments_recycled < recycled + 3 {
         assert!(Instant::now() < deadline, "{}", log.debug_state());
-        log.append(&payload(1, n, 1000), Durability::WriteOnly)
-            .unwrap();
+        append(1, n, Durability::WriteOnly);
         n += 1;
     }
     let s = log.stats();
-    assert_eq!(s.segments_sparse, sparse, "{s:?}");
-    assert_eq!(
-        sim.syncs(),
-        syncs,
-        "a recycled segment was installed with an fdatasync: {s:?}"
-    );
+    for name in &spares {
+        assert_eq!(
+            sim.syncs_of(&dir().join(name)),
+            0,
+            "recycled file {name} was installed with an fdatasync: {s:?}"
+        );
+    }
     assert!(sim.durable_writes() >= durable_writes + 3, "{s:?}");
+    // FullSync records into the recycled files installed with their header alone (the one
+    // being written and the preparer's next), then a power cut that tears the last write.
+    let acked: Vec<(Lsn, Vec<u8>)> = (0..20)
+        .map(|i| append(2, i, Durability::FullSync))
+        .collect();
+    sim.power_cut(true);
+    drop(log);
+    let log = Log::open(dir(), opts()).unwrap_or_else(|e| panic!("reopen failed: {e}"));
+    let got: BTreeMap<Lsn, Vec<u8>> = read_all(&log).into_iter().collect();
+    for (lsn, data) in &acked {
+        assert_eq!(
+            got.get(lsn),
+            Some(data),
+            "FullSync ack at {lsn:?} lost or damaged"
+        );
+    }
+    for (lsn, data) in &got {
+        assert_eq!(
+            appended.get(lsn),
+            Some(data),
+            "recovered {lsn:?} was not appended there (origin {:?})",
+            origin(data)
+        );
+    }
     log.close().unwrap();
 }
 
@@ -713,8 +751,8 @@ fn wait_makes_a_no_sync_batch_durable() {
     assert_eq!(log.wait(far, Durability::FullSync).unwrap(), far);
     log.wait(far, Durability::NoSync).unwrap();
     // Appended after the wait, never waited for: may be lost, must not be damaged.
-    log.append(&payload(0, 101, 300), Durability::NoSync)
-        .unwrap();
+    let unsynced = payload(0, 101, 300);
+    let unsynced_lsn = log.append(&unsynced, Durability::NoSync).unwrap();
     drop(log);
     sim.power_cut(false);
     let log = Log::open(dir(), g.options(&sim)).unwrap();
@@ -724,6 +762,11 @@ fn wait_makes_a_no_sync_batch_durable() {
         &got[..want.len()],
         &want[..],
         "records a wait acknowledged as durable were lost"
+    );
+    assert!(
+        got[want.len()..].is_empty() || got[want.len()..] == [(unsynced_lsn, unsynced)],
+        "more came back than was appended: {:?}",
+        &got[want.len()..]
     );
 }
 
