@@ -589,6 +589,14 @@ fn poison_case(fault: Fault, durability: Durability, op: &str) {
     expect_poisoned(log.sync(), "second sync");
     expect_poisoned(log.flush(), "flush");
     expect_poisoned(log.end_lsn(), "end_lsn");
+    // Even for records acknowledged before the fault, and even for NoSync.
+    for d in [
+        Durability::NoSync,
+        Durability::WriteOnly,
+        Durability::FullSync,
+    ] {
+        expect_poisoned(log.wait(first, d), "wait");
+    }
     assert!(log.append(&[0u8; 200 << 10], Durability::NoSync).is_err());
     assert_eq!(
         rig.log_syncs(),
