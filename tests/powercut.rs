@@ -121,6 +121,15 @@ struct Geometry {
 }
 
 impl Geometry {
+    /// Small fixed geometry of the regression tests: 32 KiB segments, 4 KiB slots, no flusher.
+    const SMALL: Geometry = Geometry {
+        segment_size: 32 << 10,
+        slot_size: 4096,
+        slot_pool: 3,
+        max_record: 4096,
+        flush_interval: None,
+    };
+
     fn random(rng: &mut Rng) -> Geometry {
         let slot_size = [2048usize, 4096, 8192][rng.below(3) as usize];
         let max_record = [4096usize, 16 << 10][rng.below(2) as usize];
@@ -635,16 +644,7 @@ fn short_write_poisons_every_append_and_recovery_keeps_full_sync_acks() {
 #[test]
 fn recycled_segments_are_not_fdatasynced_once_the_log_stops_syncing() {
     let sim = SimStorage::new();
-    let opts = || {
-        Options::default()
-            .segment_size(32 << 10)
-            .slot_size(4096)
-            .slot_pool(4)
-            .max_record_size(4096)
-            .recycle_segments(4)
-            .flush_interval(None)
-            .storage(sim.clone())
-    };
+    let opts = || recycling_options(&sim);
     let log = Log::open(dir(), opts()).unwrap();
     let mut appended: BTreeMap<Lsn, Vec<u8>> = BTreeMap::new();
     let mut append = |tid: u32, seq: u32, durability: Durability| {
@@ -721,13 +721,7 @@ fn recycled_segments_are_not_fdatasynced_once_the_log_stops_syncing() {
 #[test]
 fn wait_makes_a_no_sync_batch_durable() {
     let sim = SimStorage::new();
-    let g = Geometry {
-        segment_size: 32 << 10,
-        slot_size: 4096,
-        slot_pool: 3,
-        max_record: 4096,
-        flush_interval: None,
-    };
+    let g = Geometry::SMALL;
     let log = Log::open(dir(), g.options(&sim)).unwrap();
     let mut want = Vec::new();
     for seq in 0..100 {
@@ -776,13 +770,7 @@ fn wait_makes_a_no_sync_batch_durable() {
 #[test]
 fn recovery_after_a_process_crash_makes_the_whole_log_durable() {
     let sim = SimStorage::new();
-    let g = Geometry {
-        segment_size: 32 << 10,
-        slot_size: 4096,
-        slot_pool: 3,
-        max_record: 4096,
-        flush_interval: None,
-    };
+    let g = Geometry::SMALL;
     let log = Log::open(dir(), g.options(&sim)).unwrap();
     let mut expect = Vec::new();
     for seq in 0..200 {
@@ -837,21 +825,24 @@ fn power_cut_after_recycling_unsynced_segments_keeps_full_sync_acks() {
     run_cases("recycled_power_cut", 20, recycled_power_cut_case);
 }
 
+/// 32 KiB segments, four of them kept for reuse, no flusher: the recycled-segment tests.
+fn recycling_options(sim: &Arc<SimStorage>) -> Options {
+    Options::default()
+        .segment_size(32 << 10)
+        .slot_size(4096)
+        .slot_pool(4)
+        .max_record_size(4096)
+        .recycle_segments(4)
+        .flush_interval(None)
+        .storage(sim.clone())
+}
+
 fn recycled_power_cut_case(seed: u64) {
     {
         let mut rng = Rng(seed);
         let tear = rng.chance(1, 2);
         let sim = SimStorage::new();
-        let opts = || {
-            Options::default()
-                .segment_size(32 << 10)
-                .slot_size(4096)
-                .slot_pool(4)
-                .max_record_size(4096)
-                .recycle_segments(4)
-                .flush_interval(None)
-                .storage(sim.clone())
-        };
+        let opts = || recycling_options(&sim);
         let log = Log::open(dir(), opts()).unwrap();
         // Five segments of WriteOnly records: written, never synced.
         let mut appended: BTreeMap<Lsn, Vec<u8>> = BTreeMap::new();
