@@ -30,7 +30,10 @@ pub enum Fault {
 /// sector of the last unsynced write (a torn write), and makes every handle opened before the
 /// cut fail with `EIO`, as if its process had died; so do `open`, `rename` and `remove` until
 /// the next `lock` (the next `Log::open`, the "reboot").
-/// Directory operations (create, rename, remove) are durable at once.
+/// Directory operations (create, rename, remove) are durable only once `sync_dir` of their
+/// directory completes: a power cut brings back the names as of each directory's last
+/// `sync_dir` (a file created since is gone, a removed one is back with its durable bytes, a
+/// renamed one is under its old name). Directories themselves are durable at once.
 #[derive(Default)]
 pub struct SimStorage {
     shared: Arc<Shared>,
@@ -47,6 +50,9 @@ struct Shared {
 #[derive(Default)]
 struct SimState {
     files: HashMap<PathBuf, Arc<Mutex<Image>>>,
+    /// The directory entries a power cut leaves: `files` as of each directory's last
+    /// `sync_dir`.
+    durable_files: HashMap<PathBuf, Arc<Mutex<Image>>>,
     dirs: HashSet<PathBuf>,
     locks: HashSet<PathBuf>,
     /// Set by a power cut until the next `lock` (the next `Log::open`): the processes that were
@@ -92,6 +98,8 @@ impl SimStorage {
         st.locks.clear();
         st.faults.clear();
         st.down = true;
+        let st = &mut *st;
+        st.files = st.durable_files.clone();
         for image in st.files.values() {
             let mut img = image.lock();
             let mut after = img.durable.clone();
@@ -144,6 +152,7 @@ impl SimStorage {
     pub fn write_file(&self, path: &Path, bytes: Vec<u8>) {
         let mut st = self.shared.state.lock();
         let image = st.files.entry(path.to_path_buf()).or_default().clone();
+        st.durable_files.insert(path.to_path_buf(), image.clone());
         let mut img = image.lock();
         img.current = bytes.clone();
         img.durable = bytes;
@@ -394,7 +403,17 @@ impl Storage for SimStorage {
             .ok_or_else(|| not_found(path))
     }
 
-    fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let mut st = self.shared.state.lock();
+        if st.down {
+            return Err(dead());
+        }
+        let st = &mut *st;
+        let in_dir = |p: &PathBuf| p.parent() == Some(dir);
+        st.durable_files.retain(|p, _| !in_dir(p));
+        for (p, image) in st.files.iter().filter(|(p, _)| in_dir(p)) {
+            st.durable_files.insert(p.clone(), image.clone());
+        }
         Ok(())
     }
 
