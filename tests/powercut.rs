@@ -179,6 +179,16 @@ struct Attempt {
     lsn: Option<Lsn>,
     /// The append returned `Ok` before the power cut (or fault check) began.
     acked_before_cut: bool,
+    /// A `NoSync` append followed by `Log::wait(lsn, FullSync)` that returned `Ok` before the
+    /// power cut: the record must survive as a `FullSync` one.
+    waited_durable: bool,
+}
+
+impl Attempt {
+    /// Acknowledged as durable before the power cut, by its append or by a wait.
+    fn durable_before_cut(&self) -> bool {
+        self.acked_before_cut && (self.durability == Durability::FullSync || self.waited_durable)
+    }
 }
 
 fn random_len(rng: &mut Rng, g: &Geometry) -> usize {
@@ -340,8 +350,13 @@ fn verify_recovered(
                     return Err(format!("acknowledged record t{tid}/s{seq} at {l} missing or different inside the recovered prefix ..{end}"));
                 }
             } else if must_keep(a) && l >= first {
+                let how = if a.waited_durable {
+                    " + wait(FullSync)"
+                } else {
+                    ""
+                };
                 return Err(format!(
-                    "{:?}-acknowledged record t{tid}/s{seq} at {l} lost (recovered log ends at {end})",
+                    "{:?}{how}-acknowledged record t{tid}/s{seq} at {l} lost (recovered log ends at {end})",
                     a.durability
                 ));
             }
@@ -425,13 +440,24 @@ fn power_cut_case(seed: u64, totals: &[AtomicU64; 4]) {
                     }
                     let len = random_len(&mut rng, &g);
                     let durability = random_durability(&mut rng);
-                    let res = log.append(&payload(tid as u32, seq, len), durability);
+                    let mut res = log.append(&payload(tid as u32, seq, len), durability);
                     let acked_before_cut = res.is_ok() && !cut.load(Ordering::SeqCst);
+                    // Now and then a NoSync record is made durable by a wait for it (which
+                    // also covers every record below it).
+                    let mut waited_durable = false;
+                    if let (Ok(lsn), Durability::NoSync, 0) = (&res, durability, rng.below(4)) {
+                        let waited = log.wait(*lsn, Durability::FullSync);
+                        waited_durable = waited.is_ok() && !cut.load(Ordering::SeqCst);
+                        if let Err(e) = waited {
+                            res = Err(e);
+                        }
+                    }
                     trace.push(Attempt {
                         len,
                         durability,
                         lsn: res.as_ref().ok().copied(),
                         acked_before_cut,
+                        waited_durable,
                     });
                     if res.is_err() {
                         break;
@@ -463,7 +489,7 @@ fn power_cut_case(seed: u64, totals: &[AtomicU64; 4]) {
     let durable_acks = traces
         .iter()
         .flatten()
-        .filter(|a| a.acked_before_cut && a.durability == Durability::FullSync)
+        .filter(|a| a.durable_before_cut())
         .count();
     totals[0].fetch_add(durable_acks as u64, Ordering::Relaxed);
     totals[1].fetch_add(got.len() as u64, Ordering::Relaxed);
@@ -471,9 +497,7 @@ fn power_cut_case(seed: u64, totals: &[AtomicU64; 4]) {
         traces.iter().map(|t| t.len() as u64).sum(),
         Ordering::Relaxed,
     );
-    if let Err(e) = verify_recovered(&sim, &got, &traces, &g, |a| {
-        a.acked_before_cut && a.durability == Durability::FullSync
-    }) {
+    if let Err(e) = verify_recovered(&sim, &got, &traces, &g, Attempt::durable_before_cut) {
         panic!("{e}\n geometry {g:?}, {threads} threads, cut after {cut_after}, tear {tear}, {acked} acks, {} recovered", got.len());
     }
     append_after_recovery(&sim, &g, got, &mut rng);
@@ -484,7 +508,7 @@ fn power_cut_keeps_every_full_sync_ack_and_a_gap_free_prefix() {
     let totals: [AtomicU64; 4] = Default::default();
     run_cases("power_cut", 30, |seed| power_cut_case(seed, &totals));
     let [durable, recovered, attempts, chunks] = totals.map(|t| t.into_inner());
-    eprintln!("power_cut: {attempts} appends, {durable} FullSync acks before the cut checked, {recovered} records recovered, {chunks} lane chunks");
+    eprintln!("power_cut: {attempts} appends, {durable} durable acks (FullSync appends and waits) before the cut checked, {recovered} records recovered, {chunks} lane chunks");
     assert!(
         durable > 0 && recovered > 0,
         "the cases never acknowledged a FullSync record before the cut"
@@ -551,6 +575,7 @@ fn fault_case(seed: u64, fault: Fault, fired: &AtomicU64) {
                         durability,
                         lsn: res.as_ref().ok().copied(),
                         acked_before_cut: res.is_ok(),
+                        waited_durable: false,
                     });
                     if let Err(e) = res {
                         assert!(e.is_poisoned(), "append failed with {e}, expected Poisoned");
@@ -597,6 +622,7 @@ fn fault_case(seed: u64, fault: Fault, fired: &AtomicU64) {
         durability: Durability::FullSync,
         lsn: Some(first.0),
         acked_before_cut: true,
+        waited_durable: false,
     });
     let keep = |a: &Attempt| {
         a.durability == Durability::FullSync || (!cut && a.durability == Durability::WriteOnly)
