@@ -1,6 +1,6 @@
-//! The main job: append from several threads at each durability level, then FullSync from 1,000
-//! tokio tasks (`append_async`), close, reopen, recover, verify every record, and print
-//! throughput.
+//! The main job: append from several threads at each durability level, then NoSync batches each
+//! made durable by one `Log::wait`, then FullSync from 1,000 tokio tasks (`append_async`);
+//! close, reopen, recover, verify every record, and print throughput.
 //!
 //! ```text
 //! cargo run --release --example demo [-- THREADS]
@@ -27,11 +27,14 @@ fn record(thread: u32, seq: u32) -> [u8; RECORD] {
     r
 }
 
+/// `threads` threads each appending `per_thread` records at `level`; with `wait_every = n`,
+/// `NoSync` records of which every n-th (and the last) is made durable by `Log::wait`.
 fn run(
     log: &Arc<Log>,
     threads: u32,
     per_thread: u32,
     level: Durability,
+    wait_every: Option<u32>,
 ) -> (Duration, Vec<Vec<Lsn>>) {
     let barrier = Arc::new(Barrier::new(threads as usize + 1));
     let handles: Vec<_> = (0..threads)
@@ -40,7 +43,13 @@ fn run(
             std::thread::spawn(move || {
                 barrier.wait();
                 (0..per_thread)
-                    .map(|i| log.append(&record(t, i), level).expect("append"))
+                    .map(|i| {
+                        let lsn = log.append(&record(t, i), level).expect("append");
+                        if wait_every.is_some_and(|n| (i + 1) % n == 0 || i + 1 == per_thread) {
+                            log.wait(lsn, Durability::FullSync).expect("wait");
+                        }
+                        lsn
+                    })
                     .collect::<Vec<_>>()
             })
         })
@@ -101,10 +110,13 @@ fn main() -> slotlog::Result<()> {
     );
 
     let log = Arc::new(Log::open(&path, Options::default())?);
+    // (level, records per thread, a FullSync wait after every n-th NoSync record)
+    const BATCH: u32 = 100;
     let plan = [
-        (Durability::NoSync, 250_000),
-        (Durability::WriteOnly, 25_000),
-        (Durability::FullSync, 1_000),
+        (Durability::NoSync, 250_000, None),
+        (Durability::WriteOnly, 25_000, None),
+        (Durability::FullSync, 1_000, None),
+        (Durability::NoSync, 20_000, Some(BATCH)),
     ];
     const TASKS: u32 = 1_000;
     const PER_TASK: u32 = 20;
@@ -114,9 +126,9 @@ fn main() -> slotlog::Result<()> {
         "{:<28} {:>10} {:>14} {:>10} {:>16} {:>14}",
         "level", "appends", "appends/s", "MB/s", "records/write", "records/sync"
     );
-    for (row, (level, per_thread)) in plan
+    for (row, (level, per_thread, wait_every)) in plan
         .into_iter()
-        .chain([(Durability::FullSync, PER_TASK)])
+        .chain([(Durability::FullSync, PER_TASK, None)])
         .enumerate()
     {
         let tasks = row == plan.len();
@@ -124,7 +136,7 @@ fn main() -> slotlog::Result<()> {
         let (elapsed, lsns) = if tasks {
             run_tasks(&log, TASKS, per_thread, threads)
         } else {
-            run(&log, threads, per_thread, level)
+            run(&log, threads, per_thread, level, wait_every)
         };
         let after = log.stats();
         for (t, l) in lsns.iter().enumerate() {
@@ -139,16 +151,16 @@ fn main() -> slotlog::Result<()> {
         let syncs = after.fdatasyncs - before.fdatasyncs;
         println!(
             "{:<28} {:>10} {:>14.0} {:>10.1} {:>16.1} {:>14}",
-            if tasks {
-                format!("{level:?} ({TASKS} tokio tasks)")
-            } else {
-                format!("{level:?}")
+            match (tasks, wait_every) {
+                (true, _) => format!("{level:?} ({TASKS} tokio tasks)"),
+                (false, Some(n)) => format!("{level:?}, wait(FullSync)/{n}"),
+                (false, None) => format!("{level:?}"),
             },
             n as u64,
             n / elapsed.as_secs_f64(),
             n * RECORD as f64 / elapsed.as_secs_f64() / 1e6,
             n / writes,
-            if level != Durability::FullSync || syncs == 0 {
+            if syncs == 0 || (level != Durability::FullSync && wait_every.is_none()) {
                 "-".to_string()
             } else {
                 format!("{:.1}", n / syncs as f64)
