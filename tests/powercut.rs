@@ -741,6 +741,175 @@ fn recycled_segments_are_not_fdatasynced_once_the_log_stops_syncing() {
     log.close().unwrap();
 }
 
+/// `SimStorage` with one hook for the test below: the next `sync_dir` after arming first runs
+/// a closure, and while it runs, a `write_durable_at` (a recycled file's new header) cuts power
+/// right after it completes.
+struct HookStorage {
+    sim: Arc<SimStorage>,
+    before_sync_dir: parking_lot::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    cut_on_durable_write: Arc<AtomicBool>,
+    cut: Arc<AtomicBool>,
+}
+
+struct HookFile {
+    inner: Arc<dyn slotlog::storage::StorageFile>,
+    sim: Arc<SimStorage>,
+    cut_on_durable_write: Arc<AtomicBool>,
+    cut: Arc<AtomicBool>,
+}
+
+impl slotlog::storage::StorageFile for HookFile {
+    fn write_at(&self, offset: u64, parts: &[&[u8]]) -> std::io::Result<()> {
+        self.inner.write_at(offset, parts)
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read_at(offset, buf)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.inner.sync_data()
+    }
+    fn write_durable_at(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.inner.write_durable_at(offset, data)?;
+        if self.cut_on_durable_write.load(Ordering::SeqCst) {
+            self.sim.power_cut(false);
+            self.cut.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+    fn size(&self) -> std::io::Result<u64> {
+        self.inner.size()
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(len)
+    }
+}
+
+impl Storage for HookStorage {
+    fn create_dir_all(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        self.sim.create_dir_all(dir)
+    }
+    fn kind(&self, path: &std::path::Path) -> std::io::Result<Option<bool>> {
+        self.sim.kind(path)
+    }
+    fn list(&self, dir: &std::path::Path) -> std::io::Result<Vec<String>> {
+        self.sim.list(dir)
+    }
+    fn open(
+        &self,
+        path: &std::path::Path,
+        create: bool,
+    ) -> std::io::Result<Arc<dyn slotlog::storage::StorageFile>> {
+        Ok(Arc::new(HookFile {
+            inner: self.sim.open(path, create)?,
+            sim: self.sim.clone(),
+            cut_on_durable_write: self.cut_on_durable_write.clone(),
+            cut: self.cut.clone(),
+        }))
+    }
+    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        self.sim.rename(from, to)
+    }
+    fn remove(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.sim.remove(path)
+    }
+    fn sync_dir(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        let hook = self.before_sync_dir.lock().take();
+        if let Some(hook) = hook {
+            self.cut_on_durable_write.store(true, Ordering::SeqCst);
+            hook();
+            self.cut_on_durable_write.store(false, Ordering::SeqCst);
+        }
+        self.sim.sync_dir(dir)
+    }
+    fn lock(
+        &self,
+        path: &std::path::Path,
+    ) -> std::io::Result<Option<Box<dyn std::any::Any + Send + Sync>>> {
+        self.sim.lock(path)
+    }
+}
+
+/// `truncate_front` renames the files it keeps for reuse and fsyncs the directory once after
+/// all renames. A spare handed to an installer before that fsync could get its new header made
+/// durable while its new name is not: after a power cut it sits under its old `.seg` name with
+/// a header for another base, and the log does not open. The hook runs appends inside
+/// `truncate_front`'s directory fsync until the preparer installs the next segment, and cuts
+/// power right after any recycled header write meanwhile. Found by review (2026-12-07); fails
+/// with the spares offered before the fsync.
+#[test]
+fn truncate_front_offers_spares_only_after_their_names_are_durable() {
+    let sim = SimStorage::new();
+    let hooks = Arc::new(HookStorage {
+        sim: sim.clone(),
+        before_sync_dir: parking_lot::Mutex::new(None),
+        cut_on_durable_write: Arc::new(AtomicBool::new(false)),
+        cut: Arc::new(AtomicBool::new(false)),
+    });
+    let log = Arc::new(Log::open(dir(), recycling_options(&sim).storage(hooks.clone())).unwrap());
+    let installed = |log: &Log| {
+        let s = log.stats();
+        s.segments_recycled + s.segments_sparse
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut appended = Vec::new();
+    let mut n = 0u32;
+    // Five segments, all durable; then records until one more segment was made, so that the
+    // next one counts as made in a log that has not fdatasynced since (header-only install).
+    while log.end_lsn().unwrap().as_u64() < 5 * (32 << 10) {
+        let data = payload(0, n, 1000);
+        appended.push((log.append(&data, Durability::WriteOnly).unwrap(), data));
+        n += 1;
+    }
+    log.sync().unwrap();
+    let synced = appended.len();
+    let before = installed(&log);
+    while installed(&log) == before {
+        assert!(Instant::now() < deadline, "{}", log.debug_state());
+        log.append(&payload(1, n, 1000), Durability::WriteOnly)
+            .unwrap();
+        n += 1;
+    }
+    let (inner_log, cut) = (log.clone(), hooks.cut.clone());
+    *hooks.before_sync_dir.lock() = Some(Box::new(move || {
+        let before = installed(&inner_log);
+        let mut seq = 0;
+        while !cut.load(Ordering::SeqCst) && installed(&inner_log) == before {
+            assert!(Instant::now() < deadline, "{}", inner_log.debug_state());
+            let appended = inner_log.append(&payload(2, seq, 1000), Durability::WriteOnly);
+            if appended.is_err() {
+                break;
+            }
+            seq += 1;
+        }
+    }));
+    let payload_per_segment = (32 << 10) - 64;
+    let _ = log.truncate_front(Lsn::from_u64(3 * payload_per_segment));
+    if !hooks.cut.load(Ordering::SeqCst) {
+        sim.power_cut(false);
+    }
+    drop(
+        Arc::try_unwrap(log)
+            .map_err(|_| "log still shared")
+            .unwrap(),
+    );
+    let log = Log::open(dir(), recycling_options(&sim))
+        .unwrap_or_else(|e| panic!("reopen after the power cut failed: {e}"));
+    let got = read_all(&log);
+    let want: Vec<_> = appended[..synced]
+        .iter()
+        .filter(|(lsn, _)| lsn.as_u64() >= 3 * payload_per_segment)
+        .cloned()
+        .collect();
+    assert!(
+        got.len() >= want.len() && got[..want.len()] == want[..],
+        "synced records lost: {} recovered, {} expected from {}",
+        got.len(),
+        want.len(),
+        3 * payload_per_segment
+    );
+    log.close().unwrap();
+}
+
 /// `Log::wait`: a batch of NoSync appends made durable by one blocking wait for the last of
 /// them survives a power cut; a second wait for it returns without an fdatasync; a wait beyond
 /// the end covers everything appended before it.
