@@ -722,22 +722,7 @@ fn recycled_segments_are_not_fdatasynced_once_the_log_stops_syncing() {
     sim.power_cut(true);
     drop(log);
     let log = Log::open(dir(), opts()).unwrap_or_else(|e| panic!("reopen failed: {e}"));
-    let got: BTreeMap<Lsn, Vec<u8>> = read_all(&log).into_iter().collect();
-    for (lsn, data) in &acked {
-        assert_eq!(
-            got.get(lsn),
-            Some(data),
-            "FullSync ack at {lsn:?} lost or damaged"
-        );
-    }
-    for (lsn, data) in &got {
-        assert_eq!(
-            appended.get(lsn),
-            Some(data),
-            "recovered {lsn:?} was not appended there (origin {:?})",
-            origin(data)
-        );
-    }
+    check_acks_and_origins(&log, &acked, &appended, "");
     log.close().unwrap();
 }
 
@@ -1020,6 +1005,33 @@ fn power_cut_after_recycling_unsynced_segments_keeps_full_sync_acks() {
     run_cases("recycled_power_cut", 20, recycled_power_cut_case);
 }
 
+/// After a power cut and reopen: every FullSync ack in `acked` reads back byte-exact, and every
+/// record read back is one appended at that very address (`appended`), so no old record of a
+/// recycled file comes back. `context` prefixes the failure messages.
+fn check_acks_and_origins(
+    log: &Log,
+    acked: &[(Lsn, Vec<u8>)],
+    appended: &BTreeMap<Lsn, Vec<u8>>,
+    context: &str,
+) {
+    let got: BTreeMap<Lsn, Vec<u8>> = read_all(log).into_iter().collect();
+    for (lsn, data) in acked {
+        assert_eq!(
+            got.get(lsn),
+            Some(data),
+            "{context}FullSync ack at {lsn:?} lost or damaged"
+        );
+    }
+    for (lsn, data) in &got {
+        assert_eq!(
+            appended.get(lsn),
+            Some(data),
+            "{context}recovered {lsn:?} (origin {:?}) was not appended there",
+            origin(data)
+        );
+    }
+}
+
 /// 32 KiB segments, four of them kept for reuse, no flusher: the recycled-segment tests.
 fn recycling_options(sim: &Arc<SimStorage>) -> Options {
     Options::default()
@@ -1104,25 +1116,11 @@ fn recycled_power_cut_case(seed: u64) {
         let log = Log::open(dir(), opts()).unwrap_or_else(|e| {
             panic!("seed {seed}, tear {tear}, full_sync {full_sync}: reopen failed: {e}")
         });
-        let got: BTreeMap<Lsn, Vec<u8>> = read_all(&log).into_iter().collect();
-        for (lsn, data) in &acked {
-            assert_eq!(
-                got.get(lsn),
-                Some(data),
-                "seed {seed}, tear {tear}: FullSync ack at {lsn:?} lost or damaged"
-            );
-        }
         // Records below `cut_at` may remain in the segment `truncate_front` kept, but every
         // record read back must be one appended at that very address: no old record of a
         // recycled file comes back.
-        for (lsn, data) in &got {
-            assert_eq!(
-                appended.get(lsn),
-                Some(data),
-                "seed {seed}, tear {tear}: recovered {lsn:?} (origin {:?}, truncated at {cut_at:?}) was not appended there",
-                origin(data)
-            );
-        }
+        let context = format!("seed {seed}, tear {tear}, truncated at {cut_at:?}: ");
+        check_acks_and_origins(&log, &acked, &appended, &context);
         log.close().unwrap();
     }
 }
