@@ -146,6 +146,11 @@ struct Calib {
     /// word). The floor under any FullSync append that parks: two cores run at most
     /// 2 / this many parked appends per second.
     wake_cpu: (f64, f64),
+    /// write + fdatasync of 4 KiB from 1, 2 and 4 threads at once, each in its own 8 MiB of
+    /// one pre-written file: fdatasyncs per second in total. Whether the device completes
+    /// concurrent fdatasyncs faster than one at a time (why slotlog still runs one at a time:
+    /// docs/performance-analysis.md, "Two fdatasyncs at once").
+    concurrent_syncs: Vec<(usize, f64)>,
 }
 
 /// The file of the write+fdatasync and pwrite calibrators: 64 MiB, written in 16 KiB writes
@@ -256,6 +261,10 @@ fn calibrate(dir: &Path, threads: &[usize]) -> std::io::Result<Calib> {
         fetch_add.insert(t, (per * t as u64) as f64 / t0.elapsed().as_secs_f64());
     }
     let wake_cpu = (wake_cpu(64, true), wake_cpu(64, false));
+    let concurrent_syncs = [1, 2, 4]
+        .into_iter()
+        .map(|t| Ok((t, concurrent_sync_rate(&f, t)?)))
+        .collect::<std::io::Result<Vec<_>>>()?;
     let sync_lat_by_state = (
         sync_lat_on(dir, FileState::Grows)?,
         sync_lat_on(dir, FileState::Sparse)?,
@@ -270,7 +279,33 @@ fn calibrate(dir: &Path, threads: &[usize]) -> std::io::Result<Calib> {
         pwrite_new_bw,
         fetch_add,
         wake_cpu,
+        concurrent_syncs,
     })
+}
+
+/// fdatasyncs per second in total when `threads` threads each write 4 KiB and fdatasync in a
+/// loop (600 in all), in disjoint 8 MiB ranges of the pre-written file `f`.
+fn concurrent_sync_rate(f: &common::PreFile, threads: usize) -> std::io::Result<f64> {
+    let per = 600 / threads as u64;
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads as u64)
+            .map(|j| {
+                s.spawn(move || -> std::io::Result<()> {
+                    let block = common::record_bytes(4096, 11);
+                    for i in 0..per {
+                        f.write_at((j << 23) + i * 4096, &[&block])?;
+                        f.sync()?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .try_for_each(|w| w.join().expect("sync calibrator thread"))
+    })?;
+    Ok((per * threads as u64) as f64 / t0.elapsed().as_secs_f64())
 }
 
 fn futex(word: &AtomicU32, op: libc::c_int, val: u32) {
@@ -1146,6 +1181,16 @@ side by side.\n"
         "| CPU per parked thread woken, 64 thr: one futex wake for all / one each | {} / {} |",
         fmt_dur(cal.wake_cpu.0),
         fmt_dur(cal.wake_cpu.1)
+    );
+    let rates: Vec<String> = cal
+        .concurrent_syncs
+        .iter()
+        .map(|(t, r)| format!("{t} thr {}/s", fmt_rate(*r)))
+        .collect();
+    let _ = writeln!(
+        w,
+        "| write + fdatasync of 4 KiB from threads at once, one file, fdatasyncs per second in total | {} |",
+        rates.join(", ")
     );
     let _ = writeln!(w);
 
