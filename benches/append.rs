@@ -2,7 +2,7 @@
 //! `benches/common/mod.rs`) over threads x record sizes x durability levels.
 //!
 //! One criterion iteration is one append; the iterations of a sample are split over the
-//! threads, which are spawned and parked on a barrier before the clock starts, so the reported
+//! threads, which are spawned and parked at a start gate before the clock starts, so the reported
 //! elements/s is appends per second across all threads (bytes/s = elements/s x record size).
 //! Points with more threads than cores are labelled `oversubscribed`.
 //!

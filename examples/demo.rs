@@ -42,7 +42,8 @@ fn run(
             let (log, barrier) = (log.clone(), barrier.clone());
             std::thread::spawn(move || {
                 barrier.wait();
-                (0..per_thread)
+                let start = Instant::now();
+                let lsns = (0..per_thread)
                     .map(|i| {
                         let lsn = log.append(&record(t, i), level).expect("append");
                         if wait_every.is_some_and(|n| (i + 1) % n == 0 || i + 1 == per_thread) {
@@ -50,17 +51,21 @@ fn run(
                         }
                         lsn
                     })
-                    .collect::<Vec<_>>()
+                    .collect::<Vec<_>>();
+                (start, Instant::now(), lsns)
             })
         })
         .collect();
     barrier.wait();
-    let start = Instant::now();
-    let lsns: Vec<Vec<Lsn>> = handles
+    // The threads read the clock themselves: this thread, which released them, may not run
+    // again for a while on a small machine.
+    let runs: Vec<_> = handles
         .into_iter()
         .map(|h| h.join().expect("thread"))
         .collect();
-    (start.elapsed(), lsns)
+    let start = runs.iter().map(|r| r.0).min().expect("a thread");
+    let end = runs.iter().map(|r| r.1).max().expect("a thread");
+    (end - start, runs.into_iter().map(|r| r.2).collect())
 }
 
 /// `tasks` tokio tasks on a 2-worker runtime, each appending `per_task` FullSync records with

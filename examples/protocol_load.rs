@@ -81,21 +81,25 @@ fn round(threads: usize, size: usize, ms: u64, lanes: usize) -> f64 {
                 let data = vec![7u8; size];
                 let mut n = 0u64;
                 start.wait();
+                let t0 = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
                     buf.append(&data, None).expect("append");
                     n += 1;
                 }
-                n
+                (n, t0, Instant::now())
             })
         })
         .collect();
-    start.wait();
     let (v0, i0) = context_switches();
-    let t0 = Instant::now();
+    start.wait();
     std::thread::sleep(Duration::from_millis(ms));
     stop.store(true, Ordering::Relaxed);
-    let n: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
-    let rate = n as f64 / t0.elapsed().as_secs_f64();
+    let runs: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    // The workers' own clocks: this thread may run late among them after the release.
+    let n: u64 = runs.iter().map(|r| r.0).sum();
+    let t0 = runs.iter().map(|r| r.1).min().unwrap();
+    let t1 = runs.iter().map(|r| r.2).max().unwrap();
+    let rate = n as f64 / (t1 - t0).as_secs_f64();
     let (v1, i1) = context_switches();
     let s = buf.stats();
     let per = |x: u64| x as f64 / n.max(1) as f64;

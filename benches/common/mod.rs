@@ -13,7 +13,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -727,9 +727,57 @@ pub fn cpu_seconds() -> f64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
-/// `total` appends of `size` bytes split over `threads` threads that a barrier releases at
-/// once; returns the time from the release until the last thread finished. Threads are spawned
-/// before the clock starts (for criterion's `iter_custom`).
+/// Where the drivers' threads wait to be released together, and where the clock starts.
+///
+/// The clock must start before the release. A main thread that starts it after a
+/// `Barrier::wait` returns may be preempted by the threads it just woke: on 2 cores with 64
+/// appenders it started the clock milliseconds late, and a NoSync point of ~40 ms read up to
+/// twice its rate (docs/performance-analysis.md, "The clock of a point").
+pub struct StartGate {
+    /// (threads arrived, open)
+    state: Mutex<(usize, bool)>,
+    arrived: Condvar,
+    opened: Condvar,
+}
+
+impl StartGate {
+    pub fn new() -> Arc<StartGate> {
+        Arc::new(StartGate {
+            state: Mutex::new((0, false)),
+            arrived: Condvar::new(),
+            opened: Condvar::new(),
+        })
+    }
+
+    /// A driven thread: parks until [`StartGate::open`].
+    pub fn wait(&self) {
+        let mut s = self.state.lock();
+        s.0 += 1;
+        self.arrived.notify_one();
+        while !s.1 {
+            self.opened.wait(&mut s);
+        }
+    }
+
+    /// The driver: once all `threads` are parked here (outside the timed region), reads the
+    /// process's CPU seconds and the clock, then releases them. Returns (start, CPU seconds).
+    pub fn open(&self, threads: usize) -> (Instant, f64) {
+        let mut s = self.state.lock();
+        while s.0 < threads {
+            self.arrived.wait(&mut s);
+        }
+        let cpu = cpu_seconds();
+        let start = Instant::now();
+        s.1 = true;
+        self.opened.notify_all();
+        (start, cpu)
+    }
+}
+
+/// `total` appends of `size` bytes split over `threads` threads released at once; returns the
+/// time from the release until the last thread finished (taken by that thread, not by a
+/// joiner that may run late). Threads are spawned before the clock starts (for criterion's
+/// `iter_custom`).
 pub fn run_count(
     wal: &Arc<dyn Wal>,
     threads: usize,
@@ -737,29 +785,31 @@ pub fn run_count(
     d: Durability,
     total: u64,
 ) -> Duration {
-    let barrier = Arc::new(Barrier::new(threads + 1));
+    let gate = StartGate::new();
     let handles: Vec<_> = (0..threads)
         .map(|t| {
             let n = total / threads as u64 + u64::from((t as u64) < total % threads as u64);
-            let (wal, barrier) = (wal.clone(), barrier.clone());
+            let (wal, gate) = (wal.clone(), gate.clone());
             let rec = record_bytes(size, t as u64 + 1);
             std::thread::Builder::new()
                 .stack_size(256 << 10)
                 .spawn(move || {
-                    barrier.wait();
+                    gate.wait();
                     for _ in 0..n {
                         wal.append(&rec, d).expect("append");
                     }
+                    Instant::now()
                 })
                 .expect("spawn")
         })
         .collect();
-    barrier.wait();
-    let start = Instant::now();
-    for h in handles {
-        h.join().expect("appender panicked");
-    }
-    start.elapsed()
+    let (start, _) = gate.open(threads);
+    let end = handles
+        .into_iter()
+        .map(|h| h.join().expect("appender panicked"))
+        .max()
+        .unwrap_or(start);
+    end.duration_since(start)
 }
 
 /// What one timed point measured.
@@ -792,20 +842,19 @@ pub fn run_timed(
     max_bytes: u64,
     latency: bool,
 ) -> Point {
-    let barrier = Arc::new(Barrier::new(threads + 1));
+    let gate = StartGate::new();
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let per_thread = (max_bytes / threads as u64 / size.max(1) as u64).max(1);
     let handles: Vec<_> = (0..threads)
         .map(|t| {
-            let (wal, barrier, stop, done) =
-                (wal.clone(), barrier.clone(), stop.clone(), done.clone());
+            let (wal, gate, stop, done) = (wal.clone(), gate.clone(), stop.clone(), done.clone());
             let rec = record_bytes(size, t as u64 + 1);
             std::thread::Builder::new()
                 .stack_size(256 << 10)
                 .spawn(move || {
                     let mut lat = Vec::new();
-                    barrier.wait();
+                    gate.wait();
                     let mut n = 0u64;
                     while n < per_thread && !stop.load(Ordering::Relaxed) {
                         if latency {
@@ -819,26 +868,28 @@ pub fn run_timed(
                         }
                         n += 1;
                     }
+                    let end = Instant::now();
                     done.fetch_add(1, Ordering::Relaxed);
-                    (n, lat)
+                    (n, lat, end)
                 })
                 .expect("spawn")
         })
         .collect();
-    barrier.wait();
-    let cpu0 = cpu_seconds();
-    let start = Instant::now();
+    let (start, cpu0) = gate.open(threads);
     while start.elapsed() < dur && done.load(Ordering::Relaxed) < threads as u64 {
         std::thread::sleep(Duration::from_millis(2));
     }
     stop.store(true, Ordering::Relaxed);
     let mut p = Point::default();
+    let mut last = start;
     for h in handles {
-        let (n, lat) = h.join().expect("appender panicked");
+        let (n, lat, end) = h.join().expect("appender panicked");
         p.appends += n;
         p.lat_ns.extend(lat);
+        last = last.max(end);
     }
-    p.wall = start.elapsed().as_secs_f64();
+    // From the release until the last appender finished, as the appenders saw it.
+    p.wall = last.duration_since(start).as_secs_f64();
     p.cpu = cpu_seconds() - cpu0;
     p
 }

@@ -21,7 +21,7 @@ use std::fmt::Write as _;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{level_name, Durability, Point, Wal};
@@ -242,23 +242,24 @@ fn calibrate(dir: &Path, threads: &[usize]) -> std::io::Result<Calib> {
     let mut fetch_add = BTreeMap::new();
     for &t in threads {
         let ctr = Arc::new(AtomicU64::new(0));
-        let barrier = Arc::new(Barrier::new(t + 1));
+        let gate = common::StartGate::new();
         let per = (4_000_000 / t as u64).max(1000);
         let hs: Vec<_> = (0..t)
             .map(|_| {
-                let (c, b) = (ctr.clone(), barrier.clone());
+                let (c, gate) = (ctr.clone(), gate.clone());
                 std::thread::spawn(move || {
-                    b.wait();
+                    gate.wait();
                     for _ in 0..per {
                         c.fetch_add(1, Ordering::AcqRel);
                     }
+                    Instant::now()
                 })
             })
             .collect();
-        barrier.wait();
-        let t0 = Instant::now();
-        hs.into_iter().for_each(|h| h.join().unwrap());
-        fetch_add.insert(t, (per * t as u64) as f64 / t0.elapsed().as_secs_f64());
+        let (t0, _) = gate.open(t);
+        let end = hs.into_iter().map(|h| h.join().unwrap()).max().unwrap();
+        let secs = end.duration_since(t0).as_secs_f64();
+        fetch_add.insert(t, (per * t as u64) as f64 / secs);
     }
     let wake_cpu = (wake_cpu(64, true), wake_cpu(64, false));
     let concurrent_syncs = [1, 2, 4]
@@ -1227,7 +1228,7 @@ side by side.\n"
     let _ = writeln!(w, "## Throughput\n");
     let _ = writeln!(
         w,
-        "Appends per second across all threads (threads are spawned before the clock and released by a barrier). \
+        "Appends per second across all threads (threads are spawned before the clock and released together from a start gate). \
 Thread counts above {cores} (the core count) are oversubscribed (marked *). `cpu` is CPU seconds (getrusage, \
 whole process: user + system) per million appends. \"–\": the system has no such level.\n"
     );
@@ -1372,7 +1373,7 @@ whole process: user + system) per million appends. \"–\": the system has no su
     }
     let _ = writeln!(w);
 
-    let _ = writeln!(w, "## The MuopDB scenario\n\nCommand: `{CMD}`. 1,000 threads released by one barrier each append one 561-byte record with FullSync; time from the release until the last append returned (threads spawned before). Floor: one write of 561,000 bytes + one fdatasync on a pre-written file. \"Harness only\" runs the same driver with an append that does nothing: on 2 cores, waking 1,000 threads from one barrier and joining them costs about as much as everything else, so the targets are shown both raw and net of it (time − harness, at least the floor). Median of {muop_reps}.\n");
+    let _ = writeln!(w, "## The MuopDB scenario\n\nCommand: `{CMD}`. 1,000 threads released together from a start gate each append one 561-byte record with FullSync; time from the release until the last append returned (threads spawned before). Floor: one write of 561,000 bytes + one fdatasync on a pre-written file. \"Harness only\" runs the same driver with an append that does nothing: on 2 cores, waking 1,000 parked threads and joining them costs about as much as everything else, so the targets are shown both raw and net of it (time − harness, at least the floor). Median of {muop_reps}.\n");
     floor_table(
         w,
         m_floor,
@@ -1497,9 +1498,12 @@ and CI never build them), each used as its documentation recommends:
 
 RocksDB is left out: building it (C++) takes about 30 minutes on this machine. Baseline 4 models its write groups.
 
-**Drivers**: `threads` threads are spawned and parked on a barrier before the clock starts; each appends records
-of the point's size (incompressible bytes) until the point's time or byte budget runs out; throughput counts every
-append of every thread over the wall time from the release until the last thread returned. Latency runs time
+**Drivers**: `threads` threads are spawned and parked at a start gate (`common::StartGate`); once all are parked,
+the driver reads the clock and the CPU time, then releases them; each appends records of the point's size
+(incompressible bytes) until the point's time or byte budget runs out, then reads the clock itself; throughput
+counts every append of every thread over the wall time from the release until the last thread finished. (Until
+2026-12-07 the driver read the clock after releasing the threads, and 64 woken appenders could keep it off the CPU
+for milliseconds: short points read too fast. See \"The clock of a point\" in performance-analysis.md.) Latency runs time
 every append with `Instant::now()` and feed an hdrhistogram. CPU is `getrusage(RUSAGE_SELF)` (all threads of the
 process, background threads included).
 
