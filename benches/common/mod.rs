@@ -733,43 +733,46 @@ pub fn cpu_seconds() -> f64 {
 /// `Barrier::wait` returns may be preempted by the threads it just woke: on 2 cores with 64
 /// appenders it started the clock milliseconds late, and a NoSync point of ~40 ms read up to
 /// twice its rate (docs/performance-analysis.md, "The clock of a point").
+///
+/// The release itself is a `std::sync::Barrier`, as before: its last arrival wakes every
+/// waiter at once (a parking_lot condvar would hand the wake-up from one thread to the next,
+/// which for 1,000 threads is a far slower release).
 pub struct StartGate {
-    /// (threads arrived, open)
-    state: Mutex<(usize, bool)>,
-    arrived: Condvar,
-    opened: Condvar,
+    threads: usize,
+    /// Threads that are at (or about to enter) the release barrier.
+    arrived: Mutex<usize>,
+    all_arrived: Condvar,
+    release: std::sync::Barrier,
 }
 
 impl StartGate {
-    pub fn new() -> Arc<StartGate> {
+    pub fn new(threads: usize) -> Arc<StartGate> {
         Arc::new(StartGate {
-            state: Mutex::new((0, false)),
-            arrived: Condvar::new(),
-            opened: Condvar::new(),
+            threads,
+            arrived: Mutex::new(0),
+            all_arrived: Condvar::new(),
+            release: std::sync::Barrier::new(threads + 1),
         })
     }
 
     /// A driven thread: parks until [`StartGate::open`].
     pub fn wait(&self) {
-        let mut s = self.state.lock();
-        s.0 += 1;
-        self.arrived.notify_one();
-        while !s.1 {
-            self.opened.wait(&mut s);
-        }
+        *self.arrived.lock() += 1;
+        self.all_arrived.notify_one();
+        self.release.wait();
     }
 
-    /// The driver: once all `threads` are parked here (outside the timed region), reads the
+    /// The driver: once all threads have arrived (outside the timed region), reads the
     /// process's CPU seconds and the clock, then releases them. Returns (start, CPU seconds).
-    pub fn open(&self, threads: usize) -> (Instant, f64) {
-        let mut s = self.state.lock();
-        while s.0 < threads {
-            self.arrived.wait(&mut s);
+    pub fn open(&self) -> (Instant, f64) {
+        let mut arrived = self.arrived.lock();
+        while *arrived < self.threads {
+            self.all_arrived.wait(&mut arrived);
         }
+        drop(arrived);
         let cpu = cpu_seconds();
         let start = Instant::now();
-        s.1 = true;
-        self.opened.notify_all();
+        self.release.wait();
         (start, cpu)
     }
 }
@@ -785,7 +788,7 @@ pub fn run_count(
     d: Durability,
     total: u64,
 ) -> Duration {
-    let gate = StartGate::new();
+    let gate = StartGate::new(threads);
     let handles: Vec<_> = (0..threads)
         .map(|t| {
             let n = total / threads as u64 + u64::from((t as u64) < total % threads as u64);
@@ -803,7 +806,7 @@ pub fn run_count(
                 .expect("spawn")
         })
         .collect();
-    let (start, _) = gate.open(threads);
+    let (start, _) = gate.open();
     let end = handles
         .into_iter()
         .map(|h| h.join().expect("appender panicked"))
@@ -842,7 +845,7 @@ pub fn run_timed(
     max_bytes: u64,
     latency: bool,
 ) -> Point {
-    let gate = StartGate::new();
+    let gate = StartGate::new(threads);
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let per_thread = (max_bytes / threads as u64 / size.max(1) as u64).max(1);
@@ -875,7 +878,7 @@ pub fn run_timed(
                 .expect("spawn")
         })
         .collect();
-    let (start, cpu0) = gate.open(threads);
+    let (start, cpu0) = gate.open();
     while start.elapsed() < dur && done.load(Ordering::Relaxed) < threads as u64 {
         std::thread::sleep(Duration::from_millis(2));
     }

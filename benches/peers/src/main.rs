@@ -242,7 +242,7 @@ fn calibrate(dir: &Path, threads: &[usize]) -> std::io::Result<Calib> {
     let mut fetch_add = BTreeMap::new();
     for &t in threads {
         let ctr = Arc::new(AtomicU64::new(0));
-        let gate = common::StartGate::new();
+        let gate = common::StartGate::new(t);
         let per = (4_000_000 / t as u64).max(1000);
         let hs: Vec<_> = (0..t)
             .map(|_| {
@@ -256,7 +256,7 @@ fn calibrate(dir: &Path, threads: &[usize]) -> std::io::Result<Calib> {
                 })
             })
             .collect();
-        let (t0, _) = gate.open(t);
+        let (t0, _) = gate.open();
         let end = hs.into_iter().map(|h| h.join().unwrap()).max().unwrap();
         let secs = end.duration_since(t0).as_secs_f64();
         fetch_add.insert(t, (per * t as u64) as f64 / secs);
