@@ -6,7 +6,7 @@
 #   SLOTLOG_REPORT_FULL=1 benches/run-report.sh  # full sweep: threads 1..128, 5 repeats, 1 s points
 #
 # Knobs: SLOTLOG_REPORT_THREADS=1,2,8,32,64  SLOTLOG_REPORT_REPEATS=3  SLOTLOG_REPORT_POINT_MS=300
-#        SLOTLOG_REPORT_POINT_MB=128  SLOTLOG_BENCH_DIR=<scratch dir on a real disk, not tmpfs>
+#        SLOTLOG_REPORT_POINT_MB=512  SLOTLOG_BENCH_DIR=<scratch dir on a real disk, not tmpfs>
 #        SLOTLOG_REPORT_OUT=<dir for performance.md and img/, default docs>
 # The report crate (benches/peers) has its own workspace and lock file, so building it never
 # touches slotlog's own build or CI.
