@@ -39,7 +39,7 @@ pub trait Wal: Send + Sync {
 }
 
 /// A WAL that does nothing: run through the same driver it measures the harness itself (spawned
-/// threads released by a barrier and joined), which for 1,000 threads on 2 cores is tens of
+/// threads released together and joined), which for 1,000 threads on 2 cores is tens of
 /// milliseconds.
 pub struct NullWal;
 
@@ -734,10 +734,10 @@ pub fn cpu_seconds() -> f64 {
 /// appenders it started the clock milliseconds late, and a NoSync point of ~40 ms read up to
 /// twice its rate (docs/performance-analysis.md, "The clock of a point").
 ///
-/// The release itself is a `std::sync::Barrier`, as before: its last arrival wakes every
-/// waiter at once (a parking_lot condvar would hand the wake-up from one thread to the next,
-/// which for 1,000 threads is a far slower release).
-pub struct StartGate {
+/// The release itself is a `std::sync::Barrier`: its last arrival wakes every waiter at once
+/// (a parking_lot condvar would hand the wake-up from one thread to the next, which for 1,000
+/// threads is a far slower release).
+struct StartGate {
     threads: usize,
     /// Threads that are at (or about to enter) the release barrier.
     arrived: Mutex<usize>,
@@ -746,17 +746,17 @@ pub struct StartGate {
 }
 
 impl StartGate {
-    pub fn new(threads: usize) -> Arc<StartGate> {
-        Arc::new(StartGate {
+    fn new(threads: usize) -> StartGate {
+        StartGate {
             threads,
             arrived: Mutex::new(0),
             all_arrived: Condvar::new(),
             release: std::sync::Barrier::new(threads + 1),
-        })
+        }
     }
 
     /// A driven thread: parks until [`StartGate::open`].
-    pub fn wait(&self) {
+    fn wait(&self) {
         *self.arrived.lock() += 1;
         self.all_arrived.notify_one();
         self.release.wait();
@@ -764,7 +764,7 @@ impl StartGate {
 
     /// The driver: once all threads have arrived (outside the timed region), reads the
     /// process's CPU seconds and the clock, then releases them. Returns (start, CPU seconds).
-    pub fn open(&self) -> (Instant, f64) {
+    fn open(&self) -> (Instant, f64) {
         let mut arrived = self.arrived.lock();
         while *arrived < self.threads {
             self.all_arrived.wait(&mut arrived);
@@ -777,10 +777,70 @@ impl StartGate {
     }
 }
 
+/// What [`run_gated`] measured.
+pub struct Gated<R> {
+    /// The clock and the process's CPU seconds just before the release.
+    pub start: Instant,
+    pub cpu_at_start: f64,
+    /// The latest of the threads' own clocks when their bodies returned.
+    pub end: Instant,
+    /// Each thread's result, in thread order.
+    pub results: Vec<R>,
+}
+
+impl<R> Gated<R> {
+    /// From the release until the last thread finished.
+    pub fn wall(&self) -> Duration {
+        self.end.duration_since(self.start)
+    }
+}
+
+/// Runs `body(i)` for i in 0..threads, each on its own thread (256 KiB stack), spawned and
+/// parked at a [`StartGate`] before the clock starts, then released together; `during` runs on
+/// this thread after the release (e.g. to stop a timed point). Each thread reads the clock when
+/// its body returns, so a driver that runs late among the threads it released cannot stretch
+/// the measured time.
+pub fn run_gated<R: Send>(
+    threads: usize,
+    body: impl Fn(usize) -> R + Sync,
+    during: impl FnOnce(Instant),
+) -> Gated<R> {
+    let gate = StartGate::new(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                let (gate, body) = (&gate, &body);
+                std::thread::Builder::new()
+                    .stack_size(256 << 10)
+                    .spawn_scoped(s, move || {
+                        gate.wait();
+                        let r = body(i);
+                        (r, Instant::now())
+                    })
+                    .expect("spawn")
+            })
+            .collect();
+        let (start, cpu_at_start) = gate.open();
+        during(start);
+        let mut end = start;
+        let mut results = Vec::with_capacity(threads);
+        for h in handles {
+            let (r, e) = h.join().expect("driven thread panicked");
+            end = end.max(e);
+            results.push(r);
+        }
+        Gated {
+            start,
+            cpu_at_start,
+            end,
+            results,
+        }
+    })
+}
+
 /// `total` appends of `size` bytes split over `threads` threads released at once; returns the
-/// time from the release until the last thread finished (taken by that thread, not by a
-/// joiner that may run late). Threads are spawned before the clock starts (for criterion's
-/// `iter_custom`).
+/// time from the release until the last thread finished. Threads are spawned before the clock
+/// starts (for criterion's `iter_custom`).
 pub fn run_count(
     wal: &Arc<dyn Wal>,
     threads: usize,
@@ -788,31 +848,20 @@ pub fn run_count(
     d: Durability,
     total: u64,
 ) -> Duration {
-    let gate = StartGate::new(threads);
-    let handles: Vec<_> = (0..threads)
-        .map(|t| {
-            let n = total / threads as u64 + u64::from((t as u64) < total % threads as u64);
-            let (wal, gate) = (wal.clone(), gate.clone());
-            let rec = record_bytes(size, t as u64 + 1);
-            std::thread::Builder::new()
-                .stack_size(256 << 10)
-                .spawn(move || {
-                    gate.wait();
-                    for _ in 0..n {
-                        wal.append(&rec, d).expect("append");
-                    }
-                    Instant::now()
-                })
-                .expect("spawn")
-        })
+    let recs: Vec<Vec<u8>> = (0..threads)
+        .map(|t| record_bytes(size, t as u64 + 1))
         .collect();
-    let (start, _) = gate.open();
-    let end = handles
-        .into_iter()
-        .map(|h| h.join().expect("appender panicked"))
-        .max()
-        .unwrap_or(start);
-    end.duration_since(start)
+    run_gated(
+        threads,
+        |t| {
+            let n = total / threads as u64 + u64::from((t as u64) < total % threads as u64);
+            for _ in 0..n {
+                wal.append(&recs[t], d).expect("append");
+            }
+        },
+        |_| {},
+    )
+    .wall()
 }
 
 /// What one timed point measured.
@@ -834,7 +883,7 @@ impl Point {
     }
 }
 
-/// `threads` threads released by a barrier append `size`-byte records for about `dur` (or until
+/// `threads` threads released together append `size`-byte records for about `dur` (or until
 /// they wrote `max_bytes` together); counts appends across all threads.
 pub fn run_timed(
     wal: &Arc<dyn Wal>,
@@ -845,55 +894,48 @@ pub fn run_timed(
     max_bytes: u64,
     latency: bool,
 ) -> Point {
-    let gate = StartGate::new(threads);
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
+    let stop = AtomicBool::new(false);
+    let done = AtomicU64::new(0);
     let per_thread = (max_bytes / threads as u64 / size.max(1) as u64).max(1);
-    let handles: Vec<_> = (0..threads)
-        .map(|t| {
-            let (wal, gate, stop, done) = (wal.clone(), gate.clone(), stop.clone(), done.clone());
-            let rec = record_bytes(size, t as u64 + 1);
-            std::thread::Builder::new()
-                .stack_size(256 << 10)
-                .spawn(move || {
-                    let mut lat = Vec::new();
-                    gate.wait();
-                    let mut n = 0u64;
-                    while n < per_thread && !stop.load(Ordering::Relaxed) {
-                        if latency {
-                            let t0 = Instant::now();
-                            wal.append(&rec, d).expect("append");
-                            if lat.len() < 4_000_000 {
-                                lat.push(t0.elapsed().as_nanos() as u64);
-                            }
-                        } else {
-                            wal.append(&rec, d).expect("append");
-                        }
-                        n += 1;
-                    }
-                    let end = Instant::now();
-                    done.fetch_add(1, Ordering::Relaxed);
-                    (n, lat, end)
-                })
-                .expect("spawn")
-        })
+    let recs: Vec<Vec<u8>> = (0..threads)
+        .map(|t| record_bytes(size, t as u64 + 1))
         .collect();
-    let (start, cpu0) = gate.open();
-    while start.elapsed() < dur && done.load(Ordering::Relaxed) < threads as u64 {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    stop.store(true, Ordering::Relaxed);
-    let mut p = Point::default();
-    let mut last = start;
-    for h in handles {
-        let (n, lat, end) = h.join().expect("appender panicked");
+    let run = run_gated(
+        threads,
+        |t| {
+            let mut lat = Vec::new();
+            let mut n = 0u64;
+            while n < per_thread && !stop.load(Ordering::Relaxed) {
+                if latency {
+                    let t0 = Instant::now();
+                    wal.append(&recs[t], d).expect("append");
+                    if lat.len() < 4_000_000 {
+                        lat.push(t0.elapsed().as_nanos() as u64);
+                    }
+                } else {
+                    wal.append(&recs[t], d).expect("append");
+                }
+                n += 1;
+            }
+            done.fetch_add(1, Ordering::Relaxed);
+            (n, lat)
+        },
+        |start| {
+            while start.elapsed() < dur && done.load(Ordering::Relaxed) < threads as u64 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            stop.store(true, Ordering::Relaxed);
+        },
+    );
+    let mut p = Point {
+        wall: run.wall().as_secs_f64(),
+        cpu: cpu_seconds() - run.cpu_at_start,
+        ..Point::default()
+    };
+    for (n, lat) in run.results {
         p.appends += n;
         p.lat_ns.extend(lat);
-        last = last.max(end);
     }
-    // From the release until the last appender finished, as the appenders saw it.
-    p.wall = last.duration_since(start).as_secs_f64();
-    p.cpu = cpu_seconds() - cpu0;
     p
 }
 

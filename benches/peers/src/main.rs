@@ -96,6 +96,27 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
+/// `ratio(a[rep], b[rep])` for every repeat that has both.
+fn paired_ratios(
+    a: &BTreeMap<usize, f64>,
+    b: &BTreeMap<usize, f64>,
+    ratio: impl Fn(f64, f64) -> f64,
+) -> Vec<f64> {
+    a.iter()
+        .filter_map(|(rep, &x)| b.get(rep).map(|&y| ratio(x, y)))
+        .collect()
+}
+
+/// (median, lowest, highest, count) of per-repeat ratios; `None` if there are none.
+fn ratio_stats(mut ratios: Vec<f64>) -> Option<(f64, f64, f64, usize)> {
+    if ratios.is_empty() {
+        return None;
+    }
+    let lo = ratios.iter().cloned().fold(f64::INFINITY, f64::min);
+    let hi = ratios.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    Some((median(&mut ratios), lo, hi, ratios.len()))
+}
+
 fn fmt_rate(v: f64) -> String {
     if v.is_nan() {
         "–".into()
@@ -165,6 +186,18 @@ fn calibrator_file(dir: &Path, name: &str) -> std::io::Result<common::PreFile> {
 /// write + fdatasync of 4 KiB at successive offsets of a pre-written file: the median latency
 /// of up to `samples` (at most 4 s) and the CPU seconds of one.
 fn sync_latency(f: &common::PreFile, samples: usize) -> std::io::Result<(f64, f64)> {
+    write_sync_latency(samples, |off, block| {
+        f.write_at(off, &[block])?;
+        f.sync()
+    })
+}
+
+/// `write_and_sync(offset, 4 KiB)` at offsets 0, 4 KiB, 8 KiB, ...: the median latency of up
+/// to `samples` calls (at most 4 s) and the CPU seconds of one.
+fn write_sync_latency(
+    samples: usize,
+    mut write_and_sync: impl FnMut(u64, &[u8]) -> std::io::Result<()>,
+) -> std::io::Result<(f64, f64)> {
     let block = common::record_bytes(4096, 7);
     let mut lats = Vec::new();
     let cpu0 = common::cpu_seconds();
@@ -172,8 +205,7 @@ fn sync_latency(f: &common::PreFile, samples: usize) -> std::io::Result<(f64, f6
     let mut i = 0u64;
     while lats.len() < samples && t_all.elapsed() < Duration::from_secs(4) {
         let t0 = Instant::now();
-        f.write_at(i * 4096, &[&block])?;
-        f.sync()?;
+        write_and_sync(i * 4096, &block)?;
         lats.push(t0.elapsed().as_secs_f64());
         i += 1;
     }
@@ -201,7 +233,15 @@ fn pwrite_bandwidth(f: &common::PreFile) -> std::io::Result<f64> {
     Ok(median(&mut bws))
 }
 
-fn calibrate(dir: &Path, threads: &[usize]) -> std::io::Result<Calib> {
+/// The calibrators the targets use, measured at the start and again at the end of the run.
+struct IoCalib {
+    sync_lat: f64,
+    sync_cpu: f64,
+    pwrite_bw: f64,
+    pwrite_new_bw: f64,
+}
+
+fn io_calibrators(dir: &Path) -> std::io::Result<IoCalib> {
     let f = calibrator_file(dir, "calib.dat")?;
     let (sync_lat, sync_cpu) = sync_latency(&f, 400)?;
     let pwrite_bw = pwrite_bandwidth(&f)?;
@@ -228,6 +268,22 @@ fn calibrate(dir: &Path, threads: &[usize]) -> std::io::Result<Calib> {
         std::fs::remove_file(&path)?;
     }
     let pwrite_new_bw = median(&mut bws);
+    Ok(IoCalib {
+        sync_lat,
+        sync_cpu,
+        pwrite_bw,
+        pwrite_new_bw,
+    })
+}
+
+fn calibrate(dir: &Path, threads: &[usize]) -> std::io::Result<Calib> {
+    let IoCalib {
+        sync_lat,
+        sync_cpu,
+        pwrite_bw,
+        pwrite_new_bw,
+    } = io_calibrators(dir)?;
+    let f = calibrator_file(dir, "calib.dat")?;
     // memcpy bandwidth, one thread
     let src = common::record_bytes(32 << 20, 3);
     let mut dst = vec![0u8; 32 << 20];
@@ -245,24 +301,17 @@ fn calibrate(dir: &Path, threads: &[usize]) -> std::io::Result<Calib> {
     let mut fetch_add = BTreeMap::new();
     for &t in threads {
         let ctr = Arc::new(AtomicU64::new(0));
-        let gate = common::StartGate::new(t);
         let per = (4_000_000 / t as u64).max(1000);
-        let hs: Vec<_> = (0..t)
-            .map(|_| {
-                let (c, gate) = (ctr.clone(), gate.clone());
-                std::thread::spawn(move || {
-                    gate.wait();
-                    for _ in 0..per {
-                        c.fetch_add(1, Ordering::AcqRel);
-                    }
-                    Instant::now()
-                })
-            })
-            .collect();
-        let (t0, _) = gate.open();
-        let end = hs.into_iter().map(|h| h.join().unwrap()).max().unwrap();
-        let secs = end.duration_since(t0).as_secs_f64();
-        fetch_add.insert(t, (per * t as u64) as f64 / secs);
+        let run = common::run_gated(
+            t,
+            |_| {
+                for _ in 0..per {
+                    ctr.fetch_add(1, Ordering::AcqRel);
+                }
+            },
+            |_| {},
+        );
+        fetch_add.insert(t, (per * t as u64) as f64 / run.wall().as_secs_f64());
     }
     let wake_cpu = (wake_cpu(64, true), wake_cpu(64, false));
     let concurrent_syncs = [1, 2, 4]
@@ -291,25 +340,21 @@ fn calibrate(dir: &Path, threads: &[usize]) -> std::io::Result<Calib> {
 /// loop (600 in all), in disjoint 8 MiB ranges of the pre-written file `f`.
 fn concurrent_sync_rate(f: &common::PreFile, threads: usize) -> std::io::Result<f64> {
     let per = 600 / threads as u64;
-    let t0 = Instant::now();
-    std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads as u64)
-            .map(|j| {
-                s.spawn(move || -> std::io::Result<()> {
-                    let block = common::record_bytes(4096, 11);
-                    for i in 0..per {
-                        f.write_at((j << 23) + i * 4096, &[&block])?;
-                        f.sync()?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .try_for_each(|w| w.join().expect("sync calibrator thread"))
-    })?;
-    Ok((per * threads as u64) as f64 / t0.elapsed().as_secs_f64())
+    let block = common::record_bytes(4096, 11);
+    let run = common::run_gated(
+        threads,
+        |j| -> std::io::Result<()> {
+            for i in 0..per {
+                f.write_at(((j as u64) << 23) + i * 4096, &[&block])?;
+                f.sync()?;
+            }
+            Ok(())
+        },
+        |_| {},
+    );
+    let secs = run.wall().as_secs_f64();
+    run.results.into_iter().collect::<std::io::Result<()>>()?;
+    Ok((per * threads as u64) as f64 / secs)
 }
 
 fn futex(word: &AtomicU32, op: libc::c_int, val: u32) {
@@ -412,20 +457,13 @@ fn sync_lat_on(dir: &Path, state: FileState) -> std::io::Result<f64> {
         }
     }
     file.sync_all()?;
-    let block = common::record_bytes(4096, 9);
-    let mut lats = Vec::new();
-    let t_all = Instant::now();
-    let mut i = 0u64;
-    while lats.len() < 300 && t_all.elapsed() < Duration::from_secs(3) {
-        let t0 = Instant::now();
-        file.write_all_at(&block, i * 4096)?;
-        file.sync_data()?;
-        lats.push(t0.elapsed().as_secs_f64());
-        i += 1;
-    }
+    let (lat, _) = write_sync_latency(300, |off, block| {
+        file.write_all_at(block, off)?;
+        file.sync_data()
+    })?;
     drop(file);
     std::fs::remove_file(&path)?;
-    Ok(median(&mut lats))
+    Ok(lat)
 }
 
 // ----- the sweep -----------------------------------------------------------------------------
@@ -489,14 +527,15 @@ fn main() {
     );
 
     // results[(level, system, threads)] = points over repeats
-    let mut results: BTreeMap<Key, Vec<Point>> = BTreeMap::new();
+    // results[(level, system, threads)][repeat] = the point
+    let mut results: BTreeMap<Key, BTreeMap<usize, Point>> = BTreeMap::new();
     // slotlog's counters per (level, threads), one entry per repeat: records per write, pool
     // waits per second, parks per append, records per fdatasync, the share of the point's wall
     // time an fdatasync ran, mean fdatasync µs (NaN without fdatasyncs).
     let mut protocol: BTreeMap<(Durability, usize), Vec<[f64; 6]>> = BTreeMap::new();
     let mut names: BTreeMap<Durability, Vec<String>> = BTreeMap::new();
     // The calibrators of the two targets that compare a point with one, measured again beside
-    // that point in every repeat, just before and just after its systems run (the mean of the
+    // that point in every repeat, just before and just after slotlog's point (the mean of the
     // two medians): write+fdatasync latency at FullSync 1 thread, pwrite bandwidth at
     // WriteOnly 2 threads. The start and end calibrators are minutes away, and the disk's
     // latency drifts by more than the margin of a target between them (80.8 µs at the start and
@@ -509,7 +548,8 @@ fn main() {
             _ => None,
         }
     };
-    let mut beside: BTreeMap<Durability, Vec<f64>> = BTreeMap::new();
+    // beside[(level, repeat)] = the mean of the two readings around slotlog's point
+    let mut beside: BTreeMap<(Durability, usize), f64> = BTreeMap::new();
     let mut done = 0;
     for rep in 0..cfg.repeats {
         for &d in &levels {
@@ -560,11 +600,15 @@ fn main() {
                         fmt_rate(p.rate()),
                         p.cpu_per_million()
                     );
-                    results.entry((d, s.name(), t)).or_default().push(p);
-                }
-                if let (Some(a), Some(b)) = (calib_before, measure_beside(d, t)) {
-                    eprintln!("  calibrator beside the point: {a:.3e} then {b:.3e}");
-                    beside.entry(d).or_default().push((a + b) / 2.0);
+                    // The second calibrator reading right after slotlog's point, so that the two
+                    // readings bracket it (slotlog runs first).
+                    if s.name() == "slotlog" {
+                        if let (Some(a), Some(b)) = (calib_before, measure_beside(d, t)) {
+                            eprintln!("  calibrator beside slotlog's point: {a:.3e} then {b:.3e}");
+                            beside.insert((d, rep), (a + b) / 2.0);
+                        }
+                    }
+                    results.entry((d, s.name(), t)).or_default().insert(rep, p);
                 }
             }
             drop(systems);
@@ -572,33 +616,40 @@ fn main() {
             let _ = std::fs::remove_dir_all(root.join(format!("peers-{}", level_name(d))));
         }
     }
-    // One measure of a point over its repeats, in repeat order (empty if the point was not run).
-    let per_repeat = |d: Durability, name: &str, t: usize, f: fn(&Point) -> f64| -> Vec<f64> {
-        results
-            .get(&(d, name.to_string(), t))
-            .map(|ps| ps.iter().map(f).collect())
-            .unwrap_or_default()
-    };
+    // One measure of a point, by repeat (empty if the point was not run).
+    let per_repeat =
+        |d: Durability, name: &str, t: usize, f: fn(&Point) -> f64| -> BTreeMap<usize, f64> {
+            results
+                .get(&(d, name.to_string(), t))
+                .map(|ps| ps.iter().map(|(&rep, p)| (rep, f(p))).collect())
+                .unwrap_or_default()
+        };
     let med = |d: Durability, name: &str, t: usize| -> f64 {
-        median(&mut per_repeat(d, name, t, Point::rate))
+        median(
+            &mut per_repeat(d, name, t, Point::rate)
+                .into_values()
+                .collect::<Vec<_>>(),
+        )
     };
     let med_cpu = |d: Durability, name: &str, t: usize| -> f64 {
-        median(&mut per_repeat(d, name, t, Point::cpu_per_million))
+        median(
+            &mut per_repeat(d, name, t, Point::cpu_per_million)
+                .into_values()
+                .collect::<Vec<_>>(),
+        )
     };
     // The range over repeats of a ratio of two points, each repeat's pair measured back to back
     // (same repeat, same level): how far one repeat's reading of a target can swing.
     let spread = |d: Durability, (a, ta): (&str, usize), (b, tb): (&str, usize)| -> String {
-        let ratios: Vec<f64> = per_repeat(d, a, ta, Point::rate)
-            .iter()
-            .zip(per_repeat(d, b, tb, Point::rate))
-            .map(|(x, y)| x / y)
-            .collect();
-        if ratios.len() < 2 {
-            return String::new();
+        let ratios = paired_ratios(
+            &per_repeat(d, a, ta, Point::rate),
+            &per_repeat(d, b, tb, Point::rate),
+            |x, y| x / y,
+        );
+        match ratio_stats(ratios) {
+            Some((_, lo, hi, n)) if n >= 2 => format!(" (repeats {lo:.2}–{hi:.2}×)"),
+            _ => String::new(),
         }
-        let lo = ratios.iter().cloned().fold(f64::INFINITY, f64::min);
-        let hi = ratios.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        format!(" (repeats {lo:.2}–{hi:.2}×)")
     };
 
     // ----- latency percentiles ------------------------------------------------------------
@@ -782,7 +833,7 @@ fn main() {
     // target use the faster of the two medians (the stricter bar), the document shows both; the
     // FullSync 1-thread and WriteOnly targets use the calibrators measured beside their points. (One start-of-run pwrite median
     // read 1.07 GB/s where the others read 3.4-4.7, which turned the WriteOnly bar into 274%.)
-    let cal_end = calibrate(&root, &[]).expect("calibrators");
+    let cal_end = io_calibrators(&root).expect("calibrators");
     let sync_lat_start = cal.sync_lat;
     let pwrite_start = (cal.pwrite_bw, cal.pwrite_new_bw);
     let cal = Calib {
@@ -908,26 +959,33 @@ fn main() {
     // slotlog's point against the calibrator measured beside it, repeat by repeat: the median
     // ratio and its range. `ratio(rate, calibrator)` of one repeat.
     let against_beside = |d: Durability, t: usize, ratio: fn(f64, f64) -> f64| {
-        let mut ratios: Vec<f64> = per_repeat(d, "slotlog", t, Point::rate)
+        let calibrators: BTreeMap<usize, f64> = beside
             .iter()
-            .zip(beside.get(&d).into_iter().flatten())
-            .map(|(&rate, &calibrator)| ratio(rate, calibrator))
+            .filter(|((level, _), _)| *level == d)
+            .map(|(&(_, rep), &c)| (rep, c))
             .collect();
-        let lo = ratios.iter().cloned().fold(f64::INFINITY, f64::min);
-        let hi = ratios.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        (median(&mut ratios), lo, hi)
+        ratio_stats(paired_ratios(
+            &per_repeat(d, "slotlog", t, Point::rate),
+            &calibrators,
+            ratio,
+        ))
     };
     if cfg.threads.contains(&1) {
         let s1 = med(fs, "slotlog", 1);
-        let (r, lo, hi) = against_beside(fs, 1, |rate, lat| rate * lat);
-        tgt(
-            "FullSync 1 thr: ≥ 0.9 × 1/(write+fdatasync measured beside it)".into(),
-            format!(
-                "{r:.2}× (repeats {lo:.2}–{hi:.2}×); {:.2}× against the start/end calibrator",
-                s1 / cap1
+        let name = "FullSync 1 thr: ≥ 0.9 × 1/(write+fdatasync measured beside it)".to_string();
+        let against_ends = format!("{:.2}× against the start/end calibrator", s1 / cap1);
+        match against_beside(fs, 1, |rate, lat| rate * lat) {
+            Some((r, lo, hi, _)) => tgt(
+                name,
+                format!("{r:.2}× (repeats {lo:.2}–{hi:.2}×); {against_ends}"),
+                r >= 0.9,
             ),
-            r >= 0.9,
-        );
+            None => tgt(
+                name,
+                format!("not measured beside it; {against_ends}"),
+                false,
+            ),
+        }
     }
     let worst = cfg
         .threads
@@ -983,20 +1041,31 @@ fn main() {
             );
         }
         let w2 = med(Durability::WriteOnly, "slotlog", 2) * 4096.0;
-        let (r, lo, hi) = against_beside(Durability::WriteOnly, 2, |rate, bw| rate * 4096.0 / bw);
-        tgt(
-            "WriteOnly 4 KiB, 2 thr: ≥ 70% of page-cache pwrite measured beside it".into(),
-            format!(
-                "{:.0}% (repeats {:.0}–{:.0}%; {:.2} GB/s); {:.0}% of the start/end calibrator, {:.0}% of pwrite into new pages",
-                100.0 * r,
-                100.0 * lo,
-                100.0 * hi,
-                w2 / 1e9,
-                100.0 * w2 / cal.pwrite_bw,
-                100.0 * w2 / cal.pwrite_new_bw
-            ),
-            r >= 0.7,
+        let name =
+            "WriteOnly 4 KiB, 2 thr: ≥ 70% of page-cache pwrite measured beside it".to_string();
+        let against_ends = format!(
+            "{:.2} GB/s; {:.0}% of the start/end calibrator, {:.0}% of pwrite into new pages",
+            w2 / 1e9,
+            100.0 * w2 / cal.pwrite_bw,
+            100.0 * w2 / cal.pwrite_new_bw
         );
+        match against_beside(Durability::WriteOnly, 2, |rate, bw| rate * 4096.0 / bw) {
+            Some((r, lo, hi, _)) => tgt(
+                name,
+                format!(
+                    "{:.0}% (repeats {:.0}–{:.0}%); {against_ends}",
+                    100.0 * r,
+                    100.0 * lo,
+                    100.0 * hi
+                ),
+                r >= 0.7,
+            ),
+            None => tgt(
+                name,
+                format!("not measured beside it; {against_ends}"),
+                false,
+            ),
+        }
     }
     tgt(
         "MuopDB: ≤ 3× floor".into(),
@@ -1113,10 +1182,9 @@ side by side.\n"
     );
     let per_repeat_list = |d: Durability, show: &dyn Fn(f64) -> String| -> String {
         let v: Vec<String> = beside
-            .get(&d)
-            .into_iter()
-            .flatten()
-            .map(|&x| show(x))
+            .iter()
+            .filter(|((level, _), _)| *level == d)
+            .map(|(_, &x)| show(x))
             .collect();
         if v.is_empty() {
             "(not run)".into()

@@ -81,6 +81,10 @@ pub fn sustained(
     let rt = runtime();
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
+    // The tasks start appending as they are spawned: the clock and the CPU count start first,
+    // and stop once every task has returned, so every counted append is inside the window.
+    let cpu0 = common::cpu_seconds();
+    let start = Instant::now();
     let handles: Vec<_> = (0..tasks)
         .map(|t| {
             let (log, stop, count) = (log.clone(), stop.clone(), count.clone());
@@ -97,8 +101,6 @@ pub fn sustained(
             })
         })
         .collect();
-    let cpu0 = common::cpu_seconds();
-    let start = Instant::now();
     // The benchmark's timer, not synchronisation: the point lasts `dur`.
     std::thread::sleep(dur);
     stop.store(true, Ordering::Relaxed);
