@@ -1535,8 +1535,8 @@ share the CPU with their writeback. In the full sweep before this, slotlog's Wri
 
 **Calibrators beside a point.** The two targets that compare one point with a calibrator (FullSync 1 thread
 against write + fdatasync, WriteOnly 2 threads against pwrite) use that calibrator measured again in every
-repeat, just before and just after the point's systems run, and take the median over repeats of the per-repeat
-ratio. The disk's latency drifts by more than such a target's margin within one run (write + fdatasync read
+repeat, just before and just after slotlog's point (slotlog runs first), and take the median over repeats of the
+per-repeat ratio (repeats paired by number). The disk's latency drifts by more than such a target's margin within one run (write + fdatasync read
 80.8 µs at the start and 107.1 µs at the end of the run of 2026-12-07 03:41 UTC, which judged a slotlog measured
 in between against the faster one). The start and end calibrators are still shown, with the ratio against them.
 
