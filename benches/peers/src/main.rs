@@ -548,8 +548,8 @@ fn main() {
             _ => None,
         }
     };
-    // beside[(level, repeat)] = the mean of the two readings around slotlog's point
-    let mut beside: BTreeMap<(Durability, usize), f64> = BTreeMap::new();
+    // beside[level][repeat] = the mean of the two readings around slotlog's point
+    let mut beside: BTreeMap<Durability, BTreeMap<usize, f64>> = BTreeMap::new();
     let mut done = 0;
     for rep in 0..cfg.repeats {
         for &d in &levels {
@@ -605,7 +605,7 @@ fn main() {
                     if s.name() == "slotlog" {
                         if let (Some(a), Some(b)) = (calib_before, measure_beside(d, t)) {
                             eprintln!("  calibrator beside slotlog's point: {a:.3e} then {b:.3e}");
-                            beside.insert((d, rep), (a + b) / 2.0);
+                            beside.entry(d).or_default().insert(rep, (a + b) / 2.0);
                         }
                     }
                     results.entry((d, s.name(), t)).or_default().insert(rep, p);
@@ -959,14 +959,9 @@ fn main() {
     // slotlog's point against the calibrator measured beside it, repeat by repeat: the median
     // ratio and its range. `ratio(rate, calibrator)` of one repeat.
     let against_beside = |d: Durability, t: usize, ratio: fn(f64, f64) -> f64| {
-        let calibrators: BTreeMap<usize, f64> = beside
-            .iter()
-            .filter(|((level, _), _)| *level == d)
-            .map(|(&(_, rep), &c)| (rep, c))
-            .collect();
         ratio_stats(paired_ratios(
             &per_repeat(d, "slotlog", t, Point::rate),
-            &calibrators,
+            beside.get(&d)?,
             ratio,
         ))
     };
@@ -1182,9 +1177,9 @@ side by side.\n"
     );
     let per_repeat_list = |d: Durability, show: &dyn Fn(f64) -> String| -> String {
         let v: Vec<String> = beside
-            .iter()
-            .filter(|((level, _), _)| *level == d)
-            .map(|(_, &x)| show(x))
+            .get(&d)
+            .into_iter()
+            .flat_map(|by_rep| by_rep.values().map(|&x| show(x)))
             .collect();
         if v.is_empty() {
             "(not run)".into()
@@ -1569,7 +1564,7 @@ and CI never build them), each used as its documentation recommends:
 
 RocksDB is left out: building it (C++) takes about 30 minutes on this machine. Baseline 4 models its write groups.
 
-**Drivers**: `threads` threads are spawned and parked at a start gate (`common::StartGate`); once all are parked,
+**Drivers**: `threads` threads are spawned and parked at a start gate (`common::run_gated`); once all are parked,
 the driver reads the clock and the CPU time, then releases them; each appends records of the point's size
 (incompressible bytes) until the point's time or byte budget runs out, then reads the clock itself; throughput
 counts every append of every thread over the wall time from the release until the last thread finished. (Until
