@@ -418,6 +418,29 @@ impl Log {
         &self.inner.dir
     }
 
+    /// The address of the oldest record the log still holds: the start of its first segment
+    /// file. `iter(log.start_lsn())` reads all of it, and `end_lsn - start_lsn` is what an
+    /// engine's checkpointer watches to bound the log. [`Log::truncate_front`] removes whole
+    /// segments only, so this may stay below the address truncated to:
+    ///
+    /// ```
+    /// # fn main() -> slotlog::Result<()> {
+    /// use slotlog::{Durability, Log, Options};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let log = Log::open(dir.path(), Options::default())?;
+    /// let first = log.append(b"checkpointed", Durability::NoSync)?;
+    /// let second = log.append(b"live", Durability::FullSync)?;
+    /// log.truncate_front(second)?; // the segment holding both records stays
+    /// assert_eq!(log.start_lsn(), first);
+    /// let rest: Vec<_> = log.iter(log.start_lsn())?.collect::<Result<_, _>>()?;
+    /// assert_eq!(rest.len(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn start_lsn(&self) -> Lsn {
+        Lsn(self.inner.segments.first_base())
+    }
+
     /// The address after the last record appended so far.
     pub fn end_lsn(&self) -> Result<Lsn> {
         self.inner.buffer.reserved_end().map(Lsn)

@@ -131,6 +131,11 @@ impl Segments {
         self.list.read().clone()
     }
 
+    /// The base of the oldest segment (0 before the first one exists).
+    pub(crate) fn first_base(&self) -> u64 {
+        self.list.read().first().map_or(0, |s| s.base())
+    }
+
     /// The segment holding address `lsn`, if it exists.
     pub(crate) fn find(&self, lsn: u64) -> Option<Arc<Segment>> {
         let list = self.list.read();

@@ -130,6 +130,7 @@ fn truncate_front_drops_whole_segments_and_recycles_their_files() {
         before.len() >= 4,
         "the records span several segments: {before:?}"
     );
+    assert_eq!(log.start_lsn(), lsns[0]);
     let cut = lsns[3000];
     let recycled_before = log.stats().segments_recycled;
     let removed = log.truncate_front(cut).unwrap();
@@ -151,6 +152,11 @@ fn truncate_front_drops_whole_segments_and_recycles_their_files() {
         .map(|r| r.unwrap().lsn())
         .collect();
     assert!(got.first().unwrap() <= &cut);
+    assert_eq!(
+        log.start_lsn(),
+        got[0],
+        "the oldest record left starts the first segment"
+    );
     assert_eq!(got.last(), lsns.last());
     assert!(lsns[3000..].iter().all(|l| got.contains(l)));
     // Appending on reuses the kept files instead of zero-filling new ones (counted from before
@@ -170,6 +176,8 @@ fn truncate_front_drops_whole_segments_and_recycles_their_files() {
         .filter(|r| r.lsn() >= cut)
         .count();
     assert_eq!(n, 1000 + 6000);
+    let first = log.iter(Lsn::ZERO).unwrap().next().unwrap().unwrap().lsn();
+    assert_eq!(log.start_lsn(), first, "after reopening");
     log.close().unwrap();
 }
 
