@@ -860,11 +860,18 @@ impl<S: Sink> LogBuffer<S> {
     }
 
     /// The active slot's sequence number, `base`, `prefill` and open state word, read
-    /// consistently; `None` while a rotation is in progress. Every field is read *before* the
-    /// second load of `active` that validates them: a field read after it could belong to a
-    /// later incarnation (found by shuttle: a `flush` that paired a new `base` with an old
-    /// `joined` waited for an address nobody had reserved).
+    /// consistently; `None` while a rotation is in progress.
     fn active_view(&self) -> Option<(u64, u64, u64, State)> {
+        self.active_snapshot().filter(|(_, _, _, s)| !s.closed())
+    }
+
+    /// The active slot's sequence number, `base`, `prefill` and state word, open or closed (a
+    /// closed one's rotation has not published the next slot yet), read consistently; `None`
+    /// if `active` moved while we read. Every field is read *before* the second load of
+    /// `active` that validates them: a field read after it could belong to a later incarnation
+    /// (found by shuttle: a `flush` that paired a new `base` with an old `joined` waited for
+    /// an address nobody had reserved).
+    fn active_snapshot(&self) -> Option<(u64, u64, u64, State)> {
         // Acquire: as in `join`.
         let seq = self.active.load(Ordering::Acquire);
         let slot = self.slot(seq);
@@ -878,7 +885,7 @@ impl<S: Sink> LogBuffer<S> {
         let prefill = slot.prefill.load(Ordering::Acquire);
         let same = slot.seq.load(Ordering::Acquire) == seq;
         // Acquire: if `active` is unchanged, no rotation ran while we read the fields.
-        let valid = !s.closed() && same && self.active.load(Ordering::Acquire) == seq;
+        let valid = same && self.active.load(Ordering::Acquire) == seq;
         valid.then_some((seq, base, prefill, s))
     }
 
@@ -888,21 +895,17 @@ impl<S: Sink> LogBuffer<S> {
         Some((seq, base.wrapping_add(prefill)))
     }
 
-    /// The end of the reserved log space: where the next record would go.
+    /// The end of the reserved log space: where the next record would go, or, while the active
+    /// slot is closed and its rotation has not published the next one, the end of that slot
+    /// ("Reading the end"). Does not wait for the rotation.
     pub fn reserved_end(&self) -> Result<u64> {
         loop {
             self.check_poison()?;
-            if let Some((_, base, _, s)) = self.active_view() {
+            if let Some((_, base, _, s)) = self.active_snapshot() {
                 return Ok(base.wrapping_add(s.joined()));
             }
-            // Acquire: as in `join`.
-            let seq = self.active.load(Ordering::Acquire);
-            if self.slot(seq).load(Ordering::Acquire).closed() {
-                self.await_rotation(seq)?;
-            } else {
-                // A rotation finished while we looked: look again.
-                spin_hint();
-            }
+            // A rotation published the next slot while we read: look again.
+            spin_hint();
         }
     }
 

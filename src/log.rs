@@ -235,7 +235,7 @@ impl Log {
     /// this call; the future still resolves to `lsn`, which is then no record's address). For
     /// records appended with a weaker level, e.g. a batch of `NoSync` appends made durable by
     /// waiting for the last one. Waits as [`append_async`](Log::append_async) does; reading the
-    /// log's end during this call may wait briefly for a rotation.
+    /// log's end during this call does not wait (docs/design.md, "Reading the end").
     pub fn wait_async(&self, lsn: Lsn, durability: Durability) -> Wait<'_> {
         match self.inner.buffer.reserved_end() {
             // The frontiers stop only at record ends, so passing `lsn` covers the record there.
@@ -441,7 +441,9 @@ impl Log {
         Lsn(self.inner.segments.first_base())
     }
 
-    /// The address after the last record appended so far.
+    /// The address after the last record appended so far: every append that returned before
+    /// this call lies below it, every later one at or above it. Does not wait for appenders
+    /// (if a rotation is under way, it is the end of the slot just closed).
     pub fn end_lsn(&self) -> Result<Lsn> {
         self.inner.buffer.reserved_end().map(Lsn)
     }

@@ -404,3 +404,111 @@ fn the_default_slot_size_fits_the_segment() {
         Err(slotlog::Error::InvalidOptions(_))
     ));
 }
+
+/// `end_lsn` does not wait for a rotation: with every pool entry in flight (three slot writers
+/// held inside their writes), the appender that closed the active slot waits for a free entry,
+/// and `end_lsn` returns the closed slot's end at once. (Until 2026-12-07 it parked until the
+/// rotation finished; under 64 NoSync appenders a benchmark's checkpointer spent up to 73 ms in
+/// one call.)
+#[test]
+fn end_lsn_does_not_wait_for_a_rotation() {
+    use parking_lot::{Condvar, Mutex};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    // held: (writes held?, writers waiting inside a held write)
+    let gate = Arc::new((Mutex::new((false, 0usize)), Condvar::new()));
+    let storage = {
+        let gate = gate.clone();
+        common::SyncHook::with_writes(
+            slotlog::storage::SimStorage::new(),
+            |sync| sync(),
+            move |write| {
+                let mut g = gate.0.lock();
+                g.1 += 1;
+                gate.1.notify_all();
+                while g.0 {
+                    gate.1.wait(&mut g);
+                }
+                g.1 -= 1;
+                drop(g);
+                write()
+            },
+        )
+    };
+    let opts = Options::default()
+        .storage(storage)
+        .segment_size(1 << 20)
+        .slot_size(4 << 10)
+        .slot_pool(3)
+        .max_record_size(1 << 10)
+        .lanes(0)
+        .flush_interval(None);
+    let log = Arc::new(Log::open("/end-lsn", opts).unwrap());
+    let waiting_writers = |n: usize| {
+        let mut g = gate.0.lock();
+        while g.1 < n {
+            let timed_out = gate.1.wait_for(&mut g, Duration::from_secs(20)).timed_out();
+            assert!(!timed_out, "{} of {n} writers reached a held write", g.1);
+        }
+    };
+    // Opens the gate when dropped, so that a failed assertion does not leave the log's drop
+    // (which writes) or an appender held.
+    struct Open(Arc<(Mutex<(bool, usize)>, Condvar)>);
+    impl Drop for Open {
+        fn drop(&mut self) {
+            self.0 .0.lock().0 = false;
+            self.0 .1.notify_all();
+        }
+    }
+    gate.0.lock().0 = true;
+    let open = Open(gate.clone());
+    const FRAME: u64 = 16 + 100;
+    let stop = Arc::new(AtomicBool::new(false));
+    // Appender k appends until its own append blocks (in a held write, or in the rotation),
+    // sending each address it got back.
+    let spawn_appender = |k: u8| {
+        let (log, stop) = (log.clone(), stop.clone());
+        let (tx, rx) = mpsc::channel::<Lsn>();
+        let h = std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                tx.send(log.append(&[k; 100], Durability::NoSync).unwrap())
+                    .unwrap();
+            }
+        });
+        (h, rx)
+    };
+    // Each of the first two fills a slot, closes it, rotates, and is held writing it.
+    let (t1, _rx1) = spawn_appender(1);
+    waiting_writers(1);
+    let (t2, _rx2) = spawn_appender(2);
+    waiting_writers(2);
+    // The third fills slot 2 and closes it; its rotation needs entry 0, still being written.
+    let (t3, lsns3) = spawn_appender(3);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while log.stats().pool_waits == 0 {
+        assert!(Instant::now() < deadline, "no rotation waited for the pool");
+        std::thread::yield_now();
+    }
+    let (tx, rx) = mpsc::channel();
+    let reader = {
+        let log = log.clone();
+        std::thread::spawn(move || tx.send(log.end_lsn().unwrap()).unwrap())
+    };
+    let end = rx.recv_timeout(Duration::from_secs(20));
+    drop(open);
+    let end = end.expect("end_lsn waited for the rotation");
+    reader.join().unwrap();
+    // The end of slot 2: right after the last record the third appender got back.
+    let last3 = lsns3
+        .try_iter()
+        .last()
+        .expect("the third appender's records");
+    assert_eq!(end.as_u64(), last3.as_u64() + FRAME);
+    stop.store(true, Ordering::Relaxed);
+    for t in [t1, t2, t3] {
+        t.join().unwrap();
+    }
+    log.flush().unwrap();
+}

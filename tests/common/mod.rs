@@ -87,19 +87,23 @@ pub fn read_all(log: &Log) -> Vec<(Lsn, Vec<u8>)> {
 /// A `SimStorage` whose log segment files (opened under a `*.seg` name, not the preparer's
 /// spares) run every `sync_data` through a hook: `around_sync(sync)` must call `sync` (or not)
 /// and return its result. Tests use it to count the log's fdatasyncs or to fail them in ways
-/// `Fault` does not cover. (A segment installed from a spare keeps its spare-named handle, so
-/// its syncs bypass the hook.)
+/// `Fault` does not cover; [`SyncHook::with_writes`] hooks their `write_at` too. (The
+/// installer writes a segment's header through the spare's own handle, before the rename, so
+/// that write and its fdatasync bypass the hooks.)
 #[allow(dead_code)]
 pub struct SyncHook {
     sim: std::sync::Arc<slotlog::storage::SimStorage>,
-    around_sync: std::sync::Arc<AroundSync>,
+    around_sync: std::sync::Arc<AroundIo>,
+    around_write: std::sync::Arc<AroundIo>,
 }
 
-type AroundSync = dyn Fn(&dyn Fn() -> std::io::Result<()>) -> std::io::Result<()> + Send + Sync;
+/// A hook around one I/O call: it must call the operation (or not) and return its result.
+type AroundIo = dyn Fn(&dyn Fn() -> std::io::Result<()>) -> std::io::Result<()> + Send + Sync;
 
 struct HookedFile {
     inner: std::sync::Arc<dyn slotlog::storage::StorageFile>,
-    around_sync: std::sync::Arc<AroundSync>,
+    around_sync: std::sync::Arc<AroundIo>,
+    around_write: std::sync::Arc<AroundIo>,
 }
 
 #[allow(dead_code)]
@@ -111,9 +115,26 @@ impl SyncHook {
             + Sync
             + 'static,
     ) -> std::sync::Arc<SyncHook> {
+        Self::with_writes(sim, around_sync, |write| write())
+    }
+
+    /// Hooks the segments' writes as well: `around_write(write)` runs in place of each
+    /// `write_at` (e.g. to hold writers until a test lets them go).
+    pub fn with_writes(
+        sim: std::sync::Arc<slotlog::storage::SimStorage>,
+        around_sync: impl Fn(&dyn Fn() -> std::io::Result<()>) -> std::io::Result<()>
+            + Send
+            + Sync
+            + 'static,
+        around_write: impl Fn(&dyn Fn() -> std::io::Result<()>) -> std::io::Result<()>
+            + Send
+            + Sync
+            + 'static,
+    ) -> std::sync::Arc<SyncHook> {
         std::sync::Arc::new(SyncHook {
             sim,
             around_sync: std::sync::Arc::new(around_sync),
+            around_write: std::sync::Arc::new(around_write),
         })
     }
 }
@@ -130,7 +151,7 @@ mod sync_hook_impls {
 
     impl StorageFile for HookedFile {
         fn write_at(&self, offset: u64, parts: &[&[u8]]) -> io::Result<()> {
-            self.inner.write_at(offset, parts)
+            (self.around_write)(&|| self.inner.write_at(offset, parts))
         }
         fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
             self.inner.read_at(offset, buf)
@@ -164,6 +185,7 @@ mod sync_hook_impls {
             Ok(Arc::new(HookedFile {
                 inner,
                 around_sync: self.around_sync.clone(),
+                around_write: self.around_write.clone(),
             }))
         }
         fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
