@@ -98,11 +98,12 @@ pub fn record_bytes(size: usize, seed: u64) -> Vec<u8> {
 // ----- slotlog ---------------------------------------------------------------------------
 
 /// slotlog with `Options::default()` and a 64 MiB segment (the default), the same for every
-/// point, plus a checkpointer: like an engine that checkpoints, it drops segments once the log
-/// holds more than [`BASELINE_FILE`] bytes, and slotlog recycles their files. The baselines wrap
-/// around a pre-written file of that size, so every system keeps the same footprint and
-/// overwrites pages it has written before instead of touching new memory (on this VM a first
-/// touch of a page-cache page costs several times a rewrite of it; see docs/performance.md).
+/// point, plus a checkpointer: like an engine that checkpoints, it drops the segments older
+/// than the last [`CHECKPOINT_KEEP`] bytes, and slotlog keeps up to [`BASELINE_FILE`] bytes of
+/// their files for reuse. The baselines wrap around a pre-written file of that size, so every
+/// system overwrites pages it has written before instead of touching new memory (on this VM a
+/// first touch of a page-cache page costs several times a rewrite of it; see
+/// docs/performance.md).
 pub struct Slotlog {
     pub log: Arc<slotlog::Log>,
     name: String,
@@ -118,6 +119,16 @@ const SEGMENT_PAYLOAD: u64 = SEGMENT_BYTES - 64;
 
 /// How often the bench's checkpointer looks at the log's size.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(5);
+
+/// The bytes of log the bench's checkpointer keeps: one and a half segments, not a multiple of
+/// a segment. The preparer wants the next file when the writer enters the last segment; a cut
+/// at a segment boundary frees a file at that same moment and loses the race about half the
+/// time (then the preparer makes a new sparse file, and the point writes into new pages: with
+/// the cut at 256 MiB, 1–2 of the ~8 segments of a 512 MiB NoSync point were new, at up to
+/// twice the CPU per append). Keeping 96 MiB frees each file half a segment before it is wanted.
+/// (At 64 threads the cut also came late because `end_lsn` waited for rotations, up to 73 ms a
+/// call, until 2026-12-07: docs/design.md, "Reading the end".)
+const CHECKPOINT_KEEP: u64 = 96 << 20;
 
 impl Slotlog {
     /// A log for points of `level`: a NoSync or WriteOnly log is warmed up with appends of its
@@ -161,15 +172,12 @@ impl Slotlog {
             std::thread::Builder::new()
                 .name("bench-checkpointer".into())
                 .spawn(move || {
-                    let mut first = 0u64;
                     let mut stopped = stop.0.lock();
                     while !*stopped {
                         stop.1.wait_for(&mut stopped, CHECKPOINT_EVERY);
                         let Ok(end) = log.end_lsn() else { return };
-                        let end = end.as_u64();
-                        if end - first > BASELINE_FILE {
-                            first = end - BASELINE_FILE / 2;
-                            let _ = log.truncate_front(slotlog::Lsn::from_u64(first));
+                        if let Some(upto) = end.as_u64().checked_sub(CHECKPOINT_KEEP) {
+                            let _ = log.truncate_front(slotlog::Lsn::from_u64(upto));
                         }
                     }
                 })?
