@@ -582,7 +582,7 @@ impl<S: Sink> LogBuffer<S> {
         let room = self.sink.segment_end(start) - start;
         let prefill = self.slot_size.saturating_sub(room);
         // Release (seq, base, prefill): a reader that validates a snapshot of the active slot
-        // (`active_view`) and reads one of these from this incarnation must also see every
+        // (`active_snapshot`) and reads one of these from this incarnation must also see every
         // `active` store before it, so that its re-check of `active` fails. Joiners and writers
         // need no more than the Release store of the state word below.
         slot.seq.store(seq, Ordering::Release);
@@ -875,7 +875,9 @@ impl<S: Sink> LogBuffer<S> {
         // Acquire: as in `join`.
         let seq = self.active.load(Ordering::Acquire);
         let slot = self.slot(seq);
-        // Acquire: the slot's fields belong to the incarnation whose open state we see.
+        // Acquire: the fields read below belong to the incarnation whose state (open, or closed
+        // and not yet rotated) we see; the Acquire load of `active` above saw `seq`'s
+        // activation, so this state is `seq`'s or a later incarnation's.
         let s = slot.load(Ordering::Acquire);
         // Acquire (a seqlock read): if one of these comes from a later incarnation, it
         // synchronises with that activation, whose past includes the `active` store that moved

@@ -442,8 +442,9 @@ impl Log {
     }
 
     /// The address after the last record appended so far: every append that returned before
-    /// this call lies below it, every later one at or above it. Does not wait for appenders
-    /// (if a rotation is under way, it is the end of the slot just closed).
+    /// this call lies below it. Does not wait for appenders (if a rotation is under way, it is
+    /// the end of the slot just closed). An append that starts later may still get a lower
+    /// address, inside a lane's chunk reserved earlier (`Options::lanes`).
     pub fn end_lsn(&self) -> Result<Lsn> {
         self.inner.buffer.reserved_end().map(Lsn)
     }

@@ -453,19 +453,20 @@ fn end_lsn_does_not_wait_for_a_rotation() {
             assert!(!timed_out, "{} of {n} writers reached a held write", g.1);
         }
     };
-    // Opens the gate when dropped, so that a failed assertion does not leave the log's drop
-    // (which writes) or an appender held.
-    struct Open(Arc<(Mutex<(bool, usize)>, Condvar)>);
+    // Stops the appenders and opens the gate when dropped, so that a failed assertion leaves
+    // neither the log's drop (which writes) nor an appender held, nor appenders running on.
+    struct Open(Arc<(Mutex<(bool, usize)>, Condvar)>, Arc<AtomicBool>);
     impl Drop for Open {
         fn drop(&mut self) {
+            self.1.store(true, Ordering::Relaxed);
             self.0 .0.lock().0 = false;
             self.0 .1.notify_all();
         }
     }
-    gate.0.lock().0 = true;
-    let open = Open(gate.clone());
     const FRAME: u64 = 16 + 100;
     let stop = Arc::new(AtomicBool::new(false));
+    gate.0.lock().0 = true;
+    let open = Open(gate.clone(), stop.clone());
     // Appender k appends until its own append blocks (in a held write, or in the rotation),
     // sending each address it got back.
     let spawn_appender = |k: u8| {
@@ -497,16 +498,15 @@ fn end_lsn_does_not_wait_for_a_rotation() {
         std::thread::spawn(move || tx.send(log.end_lsn().unwrap()).unwrap())
     };
     let end = rx.recv_timeout(Duration::from_secs(20));
+    // Read while the third appender still waits in its rotation: once the gate opens, it
+    // appends on at the closed slot's end.
+    let last3 = lsns3.try_iter().last();
     drop(open);
     let end = end.expect("end_lsn waited for the rotation");
     reader.join().unwrap();
     // The end of slot 2: right after the last record the third appender got back.
-    let last3 = lsns3
-        .try_iter()
-        .last()
-        .expect("the third appender's records");
+    let last3 = last3.expect("the third appender's records");
     assert_eq!(end.as_u64(), last3.as_u64() + FRAME);
-    stop.store(true, Ordering::Relaxed);
     for t in [t1, t2, t3] {
         t.join().unwrap();
     }
