@@ -430,6 +430,58 @@ fn flush_reads_the_end_across_rotations() {
     );
 }
 
+/// Reading the end while the active slot is closed and not yet rotated (design.md, "Reading the
+/// end"): t1 appends three 2-byte records into 4-byte slots, so its second append fills slot 0,
+/// closes it and rotates; `reader` reads the end once t1's first append has returned. The end
+/// must lie at or above that record and be a record boundary. (A `reserved_end` that returned
+/// a closed slot's start instead of its end fails here; the model above, whose records fill a
+/// slot each and are closed and rotated by their own appender before it returns, does not
+/// catch that.)
+#[test]
+fn end_read_while_a_slot_is_closed() {
+    let (hit, seen) = hits();
+    model("end_read_while_a_slot_is_closed", 3, move || {
+        let buf = buffer(MemSink::new(0), 4, 3);
+        // Set by t1 once its first append has returned.
+        let first_returned = Arc::new(loom::sync::atomic::AtomicBool::new(false));
+        let b1 = buf.clone();
+        let announce = first_returned.clone();
+        let t1 = spawn("t1", move || {
+            let first = append(&b1, &[0, 0], None);
+            // Release: the first append happens before a reader that sees `true`.
+            announce.store(true, Ordering::Release);
+            [
+                first,
+                append(&b1, &[1, 1], None),
+                append(&b1, &[2, 2], None),
+            ]
+        });
+        let b2 = buf.clone();
+        let reader = spawn("reader", move || {
+            // Acquire: pairs with t1's Release store.
+            let after_first = first_returned.load(Ordering::Acquire);
+            (b2.reserved_end().expect("reserved_end"), after_first)
+        });
+        let recs = t1.join().unwrap();
+        let (end, after_first) = reader.join().unwrap();
+        assert!(
+            [0, 2, 4, 6].contains(&end),
+            "reserved_end returned {end}, not a record boundary"
+        );
+        if after_first {
+            assert!(end >= 2, "reserved_end {end} below a returned append");
+            if end < 6 {
+                hit.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        check_final(&buf, &recs, 6);
+    });
+    assert!(
+        seen.load(Ordering::Relaxed) > 0,
+        "the reader never read the end between the first and the last append"
+    );
+}
+
 /// Two FullSync appenders, 2-byte frames in 4-byte slots. When both wait for the same slot, the
 /// first registers as its representative and the second sleeps as a follower on the slot's
 /// bucket event (2 buckets in the model build, so units share them), woken by the fdatasync that
