@@ -119,13 +119,14 @@ fn protocol_counters(a: &slotlog::Stats, b: &slotlog::Stats, wall: f64) -> Strin
         )
     });
     format!(
-        "per append: {:.3} join retries, {:.3} parks ({:.3} as followers), {:.3} pool waits; \
-         {}, {}{sync_time} (in the round: {} parks, {} pool waits; segments: {} recycled, {} \
+        "per append: {:.3} join retries, {:.3} parks ({:.3} as followers), {:.3} pool waits, \
+         {:.4} lane chunks; {}, {}{sync_time} (in the round: {} parks, {} pool waits; segments: {} recycled, {} \
          zero-filled, {} made sparse, {} installed by a writer)",
         per(a.cas_retries, b.cas_retries),
         per(a.parks, b.parks),
         per(a.follower_parks, b.follower_parks),
         per(a.pool_waits, b.pool_waits),
+        per(a.lane_chunks, b.lane_chunks),
         records_per("write", a.writes, b.writes),
         records_per("fdatasync", a.fdatasyncs, b.fdatasyncs),
         b.parks - a.parks,

@@ -100,6 +100,17 @@ pub struct SyncHook {
 /// A hook around one I/O call: it must call the operation (or not) and return its result.
 type AroundIo = dyn Fn(&dyn Fn() -> std::io::Result<()>) -> std::io::Result<()> + Send + Sync;
 
+/// What `SyncHook` accepts as a hook ([`AroundIo`] before boxing).
+pub trait IoHook:
+    Fn(&dyn Fn() -> std::io::Result<()>) -> std::io::Result<()> + Send + Sync + 'static
+{
+}
+
+impl<F> IoHook for F where
+    F: Fn(&dyn Fn() -> std::io::Result<()>) -> std::io::Result<()> + Send + Sync + 'static
+{
+}
+
 struct HookedFile {
     inner: std::sync::Arc<dyn slotlog::storage::StorageFile>,
     around_sync: std::sync::Arc<AroundIo>,
@@ -110,10 +121,7 @@ struct HookedFile {
 impl SyncHook {
     pub fn new(
         sim: std::sync::Arc<slotlog::storage::SimStorage>,
-        around_sync: impl Fn(&dyn Fn() -> std::io::Result<()>) -> std::io::Result<()>
-            + Send
-            + Sync
-            + 'static,
+        around_sync: impl IoHook,
     ) -> std::sync::Arc<SyncHook> {
         Self::with_writes(sim, around_sync, |write| write())
     }
@@ -122,14 +130,8 @@ impl SyncHook {
     /// `write_at` (e.g. to hold writers until a test lets them go).
     pub fn with_writes(
         sim: std::sync::Arc<slotlog::storage::SimStorage>,
-        around_sync: impl Fn(&dyn Fn() -> std::io::Result<()>) -> std::io::Result<()>
-            + Send
-            + Sync
-            + 'static,
-        around_write: impl Fn(&dyn Fn() -> std::io::Result<()>) -> std::io::Result<()>
-            + Send
-            + Sync
-            + 'static,
+        around_sync: impl IoHook,
+        around_write: impl IoHook,
     ) -> std::sync::Arc<SyncHook> {
         std::sync::Arc::new(SyncHook {
             sim,
