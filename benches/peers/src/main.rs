@@ -579,6 +579,7 @@ fn main() {
                         let syncs = (b.fdatasyncs - a.fdatasyncs) as f64;
                         let (sync_us, sync_share) =
                             common::fdatasync_time(&a, &b, p.wall).unwrap_or((f64::NAN, f64::NAN));
+                        let new_files = new_segment_files(&a, &b);
                         protocol.entry((d, t)).or_default().push([
                             appends / (b.writes - a.writes).max(1) as f64,
                             (b.pool_waits - a.pool_waits) as f64 / p.wall,
@@ -590,12 +591,12 @@ fn main() {
                             },
                             sync_share,
                             sync_us,
-                            new_segment_files(&a, &b) as f64,
+                            new_files as f64,
                         ]);
                         eprintln!(
                             "  slotlog segments: {} reused, {} new",
                             b.segments_recycled - a.segments_recycled,
-                            new_segment_files(&a, &b)
+                            new_files
                         );
                     }
                     s.reset();
