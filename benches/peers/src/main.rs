@@ -141,6 +141,41 @@ fn read_trim(p: &str) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
+/// The file system under `dir`: its type, device and mount point, and for ext4 whether it has
+/// a journal (fdatasync costs differ: with one, a sync that changes metadata commits it).
+fn file_system(dir: &Path) -> String {
+    let df = cmd_out(
+        "df",
+        &["--output=source,fstype,target", &dir.to_string_lossy()],
+    );
+    let Some([source, fstype, target]) = df
+        .lines()
+        .last()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .and_then(|f| <[&str; 3]>::try_from(f).ok())
+    else {
+        return "file system unknown".into();
+    };
+    let mut out = format!("{fstype} on {source}, mounted at {target}");
+    if fstype == "ext4" {
+        // jbd2 lists one directory per journal, named after the device ("vda-8").
+        let dev = source.rsplit('/').next().unwrap_or(source);
+        let journaled = std::fs::read_dir("/proc/fs/jbd2").is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("{dev}-"))
+            })
+        });
+        out.push_str(if journaled {
+            ", with a journal"
+        } else {
+            ", without a journal (no jbd2 entry)"
+        });
+    }
+    out
+}
+
 fn cmd_out(cmd: &str, args: &[&str]) -> String {
     std::process::Command::new(cmd)
         .args(args)
@@ -1164,11 +1199,7 @@ side by side.\n"
         w,
         "| scratch directory | `{}` ({}) |",
         root.display(),
-        cmd_out(
-            "df",
-            &["-T", "--output=source,fstype", root.to_str().unwrap()]
-        )
-        .replace('\n', " ")
+        file_system(&root)
     );
     let _ = writeln!(
         w,
