@@ -12,7 +12,9 @@
 //! `slotlog`; `slotlog-nolanes` adds slotlog with `Options::lanes(0)`). To compare two builds of slotlog, build this example at both commits and run the
 //! two binaries alternately. Set `SLOTLOG_BENCH_DIR` to a scratch directory on a real disk.
 //! `SLOTLOG_BENCH_SLOT_KB` and `SLOTLOG_BENCH_POOL` set slotlog's slot size and pool,
-//! `SLOTLOG_BENCH_B2_KB` the mutex buffer's size (for A/B runs of those settings).
+//! `SLOTLOG_BENCH_B2_KB` the mutex buffer's size (for A/B runs of those settings). Before every
+//! round (not timed) it calls `syncfs` on the scratch file system, so that no round pays for the
+//! writeback of the one before it.
 
 use std::sync::Arc;
 use std::time::Duration;
