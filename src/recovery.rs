@@ -211,29 +211,39 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
         if survivors.iter().any(|(j, _)| *j > i)
             || options.recovery == RecoveryMode::KeepValidPrefix
         {
-            for s in segments.drain(i + 1..) {
+            // Highest first, each removal durable before the next: whatever stops us (a crash,
+            // a failed removal, a power cut), the files left are a contiguous run, which the
+            // next `open` recovers the same way. Removed lowest first, they could leave a gap
+            // that the next `open` refuses as a missing segment (found by review).
+            for s in segments.drain(i + 1..).rev() {
                 storage
                     .remove(&s.path)
                     .map_err(|e| Error::io("remove", &s.path, None, e))?;
+                storage
+                    .sync_dir(dir)
+                    .map_err(|e| Error::io("fsync", dir, None, e))?;
             }
-            storage
-                .sync_dir(dir)
-                .map_err(|e| Error::io("fsync", dir, None, e))?;
         }
     }
     if options.recovery == RecoveryMode::KeepValidPrefix {
-        // Segments after a structural error were never pushed; remove their files.
+        // Segments after a structural error were never pushed; remove their files, highest
+        // first and each durably, as above.
         let kept: Vec<PathBuf> = segments.iter().map(|s| s.path.clone()).collect();
-        for name in storage
+        let mut dropped: Vec<(u64, PathBuf)> = storage
             .list(dir)
             .map_err(|e| Error::io("list", dir, None, e))?
-        {
-            let path = dir.join(&name);
-            if format::parse_segment_file_name(&name).is_some() && !kept.contains(&path) {
-                storage
-                    .remove(&path)
-                    .map_err(|e| Error::io("remove", &path, None, e))?;
-            }
+            .into_iter()
+            .filter_map(|name| Some((format::parse_segment_file_name(&name)?, dir.join(&name))))
+            .filter(|(_, path)| !kept.contains(path))
+            .collect();
+        dropped.sort_unstable_by_key(|(base, _)| std::cmp::Reverse(*base));
+        for (_, path) in dropped {
+            storage
+                .remove(&path)
+                .map_err(|e| Error::io("remove", &path, None, e))?;
+            storage
+                .sync_dir(dir)
+                .map_err(|e| Error::io("fsync", dir, None, e))?;
         }
     }
 

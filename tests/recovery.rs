@@ -2,9 +2,14 @@
 //! a hole inside the in-flight window cuts the log there for good; damage further back fails
 //! `open` with `Error::Corrupt` naming the file and offset, unless `KeepValidPrefix` is asked for.
 
+use std::any::Any;
 use std::fs::OpenOptions;
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
+use slotlog::storage::{OsStorage, Storage, StorageFile};
 use slotlog::{Durability, Error, Log, Lsn, Options, RecoveryMode};
 
 mod common;
@@ -110,7 +115,12 @@ fn append_n(log: &Log, rng: &mut Rng, ids: &mut u64, max_record: usize, n: usize
 
 /// The segment file holding address `lsn` and the file offset of `lsn` in it.
 fn locate(dir: &Path, lsn: Lsn) -> (PathBuf, u64) {
-    let base = lsn.as_u64() / PAYLOAD * PAYLOAD;
+    locate_in(dir, lsn, PAYLOAD)
+}
+
+/// [`locate`] in a log whose segments hold `payload` bytes each.
+fn locate_in(dir: &Path, lsn: Lsn, payload: u64) -> (PathBuf, u64) {
+    let base = lsn.as_u64() / payload * payload;
     (
         dir.join(format!("{base:016x}.seg")),
         64 + lsn.as_u64() - base,
@@ -479,6 +489,116 @@ fn hole_with_survivors_in_the_next_segment_cuts_the_log_for_good() {
     for (before_end, new_records) in [(6000, 1), (12000, 3), (12000, 200)] {
         hole_case(rng.next(), before_end, new_records, true);
     }
+}
+
+/// The real file system, except that the `fail_at`-th removal of a segment file fails (the
+/// ones before it go through): an `open` stopped partway through removing segments, where a
+/// crash could stop it too.
+struct FailingSegmentRemoval {
+    fail_at: usize,
+    removals: AtomicUsize,
+}
+
+impl Storage for FailingSegmentRemoval {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        OsStorage.create_dir_all(dir)
+    }
+    fn kind(&self, path: &Path) -> io::Result<Option<bool>> {
+        OsStorage.kind(path)
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        OsStorage.list(dir)
+    }
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>> {
+        OsStorage.open(path, create)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        OsStorage.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        if path.extension().is_some_and(|e| e == "seg")
+            && self.removals.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_at
+        {
+            return Err(io::Error::other("injected: removal failed"));
+        }
+        OsStorage.remove(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        OsStorage.sync_dir(dir)
+    }
+    fn lock(&self, path: &Path) -> io::Result<Option<Box<dyn Any + Send + Sync>>> {
+        OsStorage.lock(path)
+    }
+}
+
+/// A hole with survivors in the two segments after it: `open` cuts the log at the hole and
+/// removes those segments. If it stops after removing one of them (here the second removal
+/// fails), the files left must still be a log the next `open` recovers the same way, not one
+/// with a segment missing in the middle. Found by review (2026-12-07): segments were removed
+/// lowest first, and the next `open` refused the gap as corruption.
+#[test]
+fn recovery_stopped_while_removing_segments_leaves_a_log_that_opens() {
+    // 8 KiB segments under the 16 KiB window: survivors of a hole can lie two segments on.
+    const SEGMENT: u64 = 8 << 10;
+    const SEGMENT_PAYLOAD: u64 = SEGMENT - 64;
+    let options = || window_options().segment_size(SEGMENT);
+    let seed = seed("recovery_stopped_while_removing_segments_leaves_a_log_that_opens");
+    let mut rng = Rng(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let mut ids = 0;
+    let log = Log::open(dir.path(), options()).unwrap();
+    let written = append_until(
+        &log,
+        &mut rng,
+        &mut ids,
+        SMALL_MAX_RECORD,
+        5 * SEGMENT_PAYLOAD + 1000,
+    );
+    log.close().unwrap();
+    let segment_of = |l: Lsn| l.as_u64() / SEGMENT_PAYLOAD;
+    let (last_lsn, _) = written.last().unwrap().clone();
+    // The last record of the segment two before the last record's: the records after it fill
+    // the next segment and start the one after, within ~10 KiB of it (inside the window).
+    let h = written
+        .iter()
+        .rposition(|(l, _)| segment_of(*l) + 2 == segment_of(last_lsn))
+        .unwrap();
+    let (hole_lsn, hole_data) = written[h].clone();
+    assert!(
+        last_lsn.as_u64() - hole_lsn.as_u64() < 12_000,
+        "seed {seed}: the hole lies too far back"
+    );
+    let later: std::collections::BTreeSet<u64> = written[h + 1..]
+        .iter()
+        .map(|(l, _)| segment_of(*l))
+        .filter(|&s| s > segment_of(hole_lsn))
+        .collect();
+    assert!(
+        later.len() >= 2,
+        "seed {seed}: survivors in {later:?}, want two segments after the hole's"
+    );
+    let (path, off) = locate_in(dir.path(), hole_lsn, SEGMENT_PAYLOAD);
+    modify(&path, |b| {
+        b[off as usize..(off + frame_len(&hole_data)) as usize].fill(0)
+    });
+
+    let failing = Arc::new(FailingSegmentRemoval {
+        fail_at: 2,
+        removals: AtomicUsize::new(0),
+    });
+    match Log::open(dir.path(), options().storage(failing.clone())) {
+        Err(Error::Io { .. }) => {}
+        other => panic!("seed {seed}: open with a failing removal: {other:?}"),
+    }
+    assert_eq!(failing.removals.load(Ordering::SeqCst), 2, "seed {seed}");
+    let log = Log::open(dir.path(), options())
+        .unwrap_or_else(|e| panic!("seed {seed}: reopen after the stopped recovery: {e}"));
+    assert_records(
+        &read_all(&log),
+        &written[..h],
+        &format!("seed {seed}: cut at the hole"),
+    );
+    log.close().unwrap();
 }
 
 // ----- damage further back than the window --------------------------------------------------
