@@ -35,6 +35,9 @@ pub(crate) struct Scanner {
     buf_at: u64,
     /// Range of the current record's data in `buf`.
     data: std::ops::Range<usize>,
+    /// The file's size, read at the first read: no read goes past it, so a corrupt length
+    /// never sizes the buffer beyond the bytes the file holds.
+    file_len: Option<u64>,
 }
 
 impl Scanner {
@@ -46,6 +49,7 @@ impl Scanner {
             buf: Vec::new(),
             buf_at: 0,
             data: 0..0,
+            file_len: None,
         }
     }
 
@@ -57,7 +61,22 @@ impl Scanner {
     fn bytes(&mut self, at: u64, len: usize) -> Result<Option<std::ops::Range<usize>>> {
         let have = self.buf_at..self.buf_at + self.buf.len() as u64;
         if at < have.start || at + len as u64 > have.end {
-            self.buf.resize(len.max(CHUNK), 0);
+            let file_len = match self.file_len {
+                Some(n) => n,
+                None => {
+                    let n = self
+                        .seg
+                        .file
+                        .size()
+                        .map_err(|e| Error::io("stat", &self.seg.path, None, e))?;
+                    *self.file_len.insert(n)
+                }
+            };
+            if at + len as u64 > file_len {
+                return Ok(None);
+            }
+            self.buf
+                .resize(len.max(CHUNK).min((file_len - at) as usize), 0);
             let n = read_full(self.seg.file.as_ref(), at, &mut self.buf)
                 .map_err(|e| Error::io("read", &self.seg.path, Some(at), e))?;
             self.buf.truncate(n);
