@@ -239,7 +239,7 @@ impl<S: Sink> LogBuffer<S> {
 
     // ----- errors ------------------------------------------------------------------------
 
-    fn check_poison(&self) -> Result<()> {
+    pub(crate) fn check_poison(&self) -> Result<()> {
         // Acquire: pairs with the Release store in `poison`, so the error value is visible.
         if self.poisoned.load(Ordering::Acquire) {
             let cause = self.poison.get().expect("poisoned without a cause").clone();

@@ -57,6 +57,16 @@ pub enum Error {
     },
     /// `Options` that cannot work together.
     InvalidOptions(String),
+    /// A [`LogIter`](crate::LogIter) needed records that
+    /// [`truncate_front`](crate::Log::truncate_front) removed while it was reading them. The
+    /// records it returned before are valid; to go on, start a new iterator (at `start` or
+    /// later).
+    Truncated {
+        /// The address the iterator was reading.
+        lsn: crate::Lsn,
+        /// The oldest address the log held when this was noticed.
+        start: crate::Lsn,
+    },
     /// The log was closed.
     Closed,
     /// A background thread of the log panicked (a bug in slotlog or in a `Storage`); the log
@@ -161,6 +171,11 @@ impl fmt::Display for Error {
                 write!(f, "{} exists and is not a directory", path.display())
             }
             Error::InvalidOptions(why) => write!(f, "invalid options: {why}"),
+            Error::Truncated { lsn, start } => write!(
+                f,
+                "the records at {lsn} were removed by truncate_front while the iterator read \
+                 them; the log now starts at {start}"
+            ),
             Error::Closed => write!(f, "the log is closed"),
             Error::BackgroundPanic { thread } => write!(f, "the {thread} thread panicked"),
         }

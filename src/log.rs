@@ -350,7 +350,12 @@ impl Log {
     /// Reads the records at or after `from` that were written when `iter` was called (call
     /// [`flush`](Log::flush) first to include the newest). Each item is a record or an error;
     /// after an error the iterator ends. A record whose checksum fails is never returned.
+    ///
+    /// A `from` below [`start_lsn`](Log::start_lsn) starts at the oldest record still held.
+    /// If [`truncate_front`](Log::truncate_front) removes records the iterator has not read
+    /// yet, it ends with [`Error::Truncated`] once it needs them.
     pub fn iter(&self, from: Lsn) -> Result<LogIter> {
+        self.inner.buffer.check_poison()?;
         let end = self.inner.buffer.written();
         Ok(LogIter {
             segments: self.inner.segments.clone(),
@@ -378,6 +383,7 @@ impl Log {
     /// being written is kept). Returns how many were removed. Records before `lsn` may remain
     /// readable if their segment is kept.
     pub fn truncate_front(&self, lsn: Lsn) -> Result<usize> {
+        self.inner.buffer.check_poison()?;
         let upto = lsn.0.min(self.inner.buffer.written());
         self.inner.segments.truncate_front(upto)
     }
@@ -613,6 +619,13 @@ pub struct LogIter {
 }
 
 impl LogIter {
+    fn truncated(&self, first: u64) -> Error {
+        Error::Truncated {
+            lsn: Lsn(self.pos),
+            start: Lsn(first),
+        }
+    }
+
     fn next_record(&mut self) -> Result<Option<Record>> {
         while self.pos < self.end {
             let scanner = match &mut self.scanner {
@@ -620,6 +633,11 @@ impl LogIter {
                 slot => {
                     // Frames are only found by walking a segment from its start.
                     let list = self.segments.snapshot();
+                    let first = list.first().map_or(0, |s| s.base());
+                    if slot.is_some() && self.pos < first {
+                        // Mid-way, not at the start: the rest of what we were reading is gone.
+                        return Err(self.truncated(first));
+                    }
                     let i = list.partition_point(|s| s.end() <= self.pos);
                     let Some(seg) = list.get(i).cloned() else {
                         return Ok(None);
@@ -648,6 +666,13 @@ impl LogIter {
                 Step::Pad { total } => self.pos += total,
                 Step::SegmentEnd => self.pos = scanner.segment().end(),
                 Step::Damage { reason } => {
+                    // A segment removed by `truncate_front` while we read it may have been
+                    // reused and overwritten: no damage, but its records are gone. (Nothing
+                    // wrong is ever returned: a frame verifies only at its own address.)
+                    let first = self.segments.first_base();
+                    if self.pos < first {
+                        return Err(self.truncated(first));
+                    }
                     let seg = scanner.segment();
                     return Err(Error::corrupt(&seg.path, seg.offset_of(self.pos), reason));
                 }

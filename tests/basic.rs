@@ -512,3 +512,84 @@ fn end_lsn_does_not_wait_for_a_rotation() {
     }
     log.flush().unwrap();
 }
+
+/// An iterator reading a segment that `truncate_front` removes, whose file is then reused for
+/// new appends, ends with `Error::Truncated`: never with a record that was not there, with
+/// `Error::Corrupt` for a healthy log, or by skipping to the new start. Found by review
+/// (2026-12-07): it reported the rewritten file as a checksum mismatch. With 256 KiB segments
+/// the reader holds its whole segment in its buffer and notices at the next segment; with
+/// 1 MiB ones it reads the rewritten file in the middle of a segment.
+#[test]
+fn an_iterator_overtaken_by_truncate_front_reports_truncation() {
+    for segment in [256 << 10, 1 << 20] {
+        iterator_overtaken_case(segment);
+    }
+}
+
+fn iterator_overtaken_case(segment: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(
+        dir.path(),
+        small().segment_size(segment).recycle_segments(2),
+    )
+    .unwrap();
+    let record = |i: u32| {
+        let mut r = vec![(i % 251) as u8; 300 + (i % 7) as usize];
+        r[..4].copy_from_slice(&i.to_le_bytes());
+        r
+    };
+    let mut written = std::collections::HashMap::new();
+    let mut i = 0u32;
+    while log.end_lsn().unwrap().as_u64() < 3 * segment {
+        written.insert(log.append(&record(i), Durability::NoSync).unwrap(), i);
+        i += 1;
+    }
+    log.flush().unwrap();
+    let mut iter = log.iter(slotlog::Lsn::ZERO).unwrap();
+    let first = iter.next().unwrap().unwrap();
+    assert_eq!(first.data(), &record(written[&first.lsn()])[..]);
+    // Every segment but the last goes; two of their files are reused by the appends below,
+    // which write over their old records.
+    let removed = log.truncate_front(log.end_lsn().unwrap()).unwrap();
+    assert!(removed >= 2, "removed {removed}");
+    let start = log.start_lsn();
+    let recycled = log.stats().segments_recycled;
+    while log.end_lsn().unwrap().as_u64() < 7 * segment {
+        log.append(&record(i), Durability::NoSync).unwrap();
+        i += 1;
+    }
+    log.flush().unwrap();
+    assert!(
+        log.stats().segments_recycled >= recycled + 2,
+        "the removed files were reused"
+    );
+    let mut read = 1;
+    let end = loop {
+        match iter.next() {
+            Some(Ok(r)) => {
+                // Whatever it still returns is a record that was written there.
+                assert!(
+                    r.lsn() < start,
+                    "segment {segment}: {:?} is past the cut",
+                    r.lsn()
+                );
+                assert_eq!(r.data(), &record(written[&r.lsn()])[..], "at {:?}", r.lsn());
+                read += 1;
+            }
+            Some(Err(e)) => break e,
+            None => panic!("segment {segment}: the iterator ended quietly after {read} records"),
+        }
+    };
+    match end {
+        slotlog::Error::Truncated { lsn, start: s } => {
+            assert!(lsn < start, "{lsn:?} vs {start:?}");
+            assert_eq!(s, start);
+        }
+        other => panic!("segment {segment}: after {read} records: {other}"),
+    }
+    assert!(iter.next().is_none());
+    // A new iterator from the start reads the log as it is now.
+    let now = read_all(&log);
+    assert_eq!(now.first().map(|r| r.0), Some(start));
+    log.close().unwrap();
+}

@@ -589,6 +589,17 @@ fn poison_case(fault: Fault, durability: Durability, op: &str) {
     expect_poisoned(log.sync(), "second sync");
     expect_poisoned(log.flush(), "flush");
     expect_poisoned(log.end_lsn(), "end_lsn");
+    expect_poisoned(log.iter(first).map(drop), "iter");
+    let files = sim.list(&sim_dir()).unwrap();
+    expect_poisoned(
+        log.truncate_front(Lsn::from_u64(u64::MAX)),
+        "truncate_front",
+    );
+    assert_eq!(
+        sim.list(&sim_dir()).unwrap(),
+        files,
+        "truncate_front changed files after the log was poisoned"
+    );
     // Even for records acknowledged before the fault, and even for NoSync.
     for d in [
         Durability::NoSync,
