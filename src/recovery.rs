@@ -253,15 +253,32 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
     // A build that reads only an older version would take such a frame for damage and cut the
     // log there: give each of these segments this version's header (durably, in place: 64
     // bytes, one sector) so that such a build refuses them instead.
-    for seg in segments.iter().filter(|s| s.end() > pos) {
+    // The header also says how large a record and how wide an in-flight window a reader must
+    // allow, and it was written by the process that made the segment: this one may append
+    // larger records and keep more in flight. Raise both to this process's, or an opener with
+    // the old options would take this process's longest records for damage (and cut
+    // acknowledged ones at the tail) or a legitimate hole for corruption (found by review).
+    for seg in segments.iter_mut().filter(|s| s.end() > pos) {
+        let header = SegmentHeader {
+            window: seg.header.window.max(geometry.window),
+            max_record: seg.header.max_record.max(geometry.max_record),
+            ..seg.header
+        };
         let mut buf = [0u8; SEGMENT_HEADER_LEN];
         read_full(seg.file.as_ref(), 0, &mut buf)
             .map_err(|e| Error::io("read", &seg.path, Some(0), e))?;
-        let current = seg.header.encode();
+        let current = header.encode();
         if buf != current {
             seg.file
                 .write_durable_at(0, &current)
                 .map_err(|e| Error::io("write", &seg.path, Some(0), e))?;
+        }
+        if header != seg.header {
+            *seg = Arc::new(Segment {
+                header,
+                path: seg.path.clone(),
+                file: seg.file.clone(),
+            });
         }
     }
 

@@ -601,6 +601,59 @@ fn recovery_stopped_while_removing_segments_leaves_a_log_that_opens() {
     log.close().unwrap();
 }
 
+/// A process that allows larger records than the one that made a segment appends into that
+/// segment; reopened with the first process's options, every acknowledged record is still read.
+/// Each segment header names the largest record (and the in-flight window) a reader must allow,
+/// and `open` raises both in the segments it will append to. Found by review (2026-12-07): the
+/// header kept the creator's limit, and the reopen cut the log at the first longer record.
+#[test]
+fn records_longer_than_the_segment_makers_limit_survive_a_reopen_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let larger = || window_options().max_record_size(5 * SMALL_MAX_RECORD);
+    // The first session leaves segment 0 and the preparer's segment 1, both made with the
+    // smaller limit, so that the second one appends only into segments it did not make.
+    let log = Log::open(dir.path(), window_options()).unwrap();
+    log.append(b"first", Durability::WriteOnly).unwrap();
+    let installed = |s: slotlog::Stats| s.segments_recycled + s.segments_sparse;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while installed(log.stats()) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the preparer never made segment 1: {}",
+            log.debug_state()
+        );
+        std::thread::yield_now();
+    }
+    log.close().unwrap();
+    let log = Log::open(dir.path(), larger()).unwrap();
+    let written: Records = std::iter::once((Lsn::ZERO, b"first".to_vec()))
+        .chain((0..6).map(|i| {
+            let data = payload(i, 3 * SMALL_MAX_RECORD);
+            (log.append(&data, Durability::FullSync).unwrap(), data)
+        }))
+        .collect();
+    assert_eq!(
+        installed(log.stats()),
+        0,
+        "the second session made no segment"
+    );
+    log.close().unwrap();
+    assert_records(
+        &reopen_and_read(dir.path(), window_options()),
+        &written,
+        "reopened with the smaller limit",
+    );
+    // Appends of that session stay readable too (the raised header is kept).
+    let log = Log::open(dir.path(), window_options()).unwrap();
+    let more = log
+        .append(&payload(6, SMALL_MAX_RECORD), Durability::FullSync)
+        .unwrap();
+    log.close().unwrap();
+    let all = reopen_and_read(dir.path(), larger());
+    assert_eq!(all.len(), written.len() + 1);
+    assert_eq!(all.last().map(|r| r.0), Some(more));
+}
+
 // ----- damage further back than the window --------------------------------------------------
 
 /// Damages a record more than the window before the end, checks that `open` refuses with
