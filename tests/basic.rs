@@ -239,16 +239,8 @@ fn segment_stats_account_for_every_segment_file() {
     }
     // The writer is in segment 6 (counting from 0): wait until the preparer has made segment 7
     // (its file is renamed into place before it is counted), bounded by a hang detector.
+    common::wait_for_segments(&log, 8);
     let installed = |s: slotlog::Stats| s.segments_recycled + s.segments_sparse;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while installed(log.stats()) < 8 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the preparer never made the next segment: {}",
-            log.debug_state()
-        );
-        std::thread::yield_now();
-    }
     let s = log.stats();
     assert_eq!(installed(s.clone()), segment_files(), "{s:?}");
     assert_eq!(

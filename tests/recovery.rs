@@ -614,16 +614,7 @@ fn records_longer_than_the_segment_makers_limit_survive_a_reopen_with_it() {
     // smaller limit, so that the second one appends only into segments it did not make.
     let log = Log::open(dir.path(), window_options()).unwrap();
     log.append(b"first", Durability::WriteOnly).unwrap();
-    let installed = |s: slotlog::Stats| s.segments_recycled + s.segments_sparse;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while installed(log.stats()) < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the preparer never made segment 1: {}",
-            log.debug_state()
-        );
-        std::thread::yield_now();
-    }
+    common::wait_for_segments(&log, 2);
     log.close().unwrap();
     let log = Log::open(dir.path(), larger()).unwrap();
     let written: Records = std::iter::once((Lsn::ZERO, b"first".to_vec()))
@@ -632,8 +623,9 @@ fn records_longer_than_the_segment_makers_limit_survive_a_reopen_with_it() {
             (log.append(&data, Durability::FullSync).unwrap(), data)
         }))
         .collect();
+    let s = log.stats();
     assert_eq!(
-        installed(log.stats()),
+        s.segments_recycled + s.segments_sparse,
         0,
         "the second session made no segment"
     );

@@ -84,6 +84,23 @@ pub fn read_all(log: &Log) -> Vec<(Lsn, Vec<u8>)> {
         .unwrap_or_else(|e| panic!("iterating the recovered log failed: {e}"))
 }
 
+/// Waits until `log` has installed `n` segment files (from a spare or made sparse; the
+/// preparer makes the next one in the background), failing with the log's state after 30 s: a
+/// hang detector, not a timing assumption.
+#[allow(dead_code)]
+pub fn wait_for_segments(log: &Log, n: u64) {
+    let installed = |s: slotlog::Stats| s.segments_recycled + s.segments_sparse;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while installed(log.stats()) < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the preparer never made segment {n}: {}",
+            log.debug_state()
+        );
+        std::thread::yield_now();
+    }
+}
+
 /// A `SimStorage` whose log segment files (opened under a `*.seg` name, not the preparer's
 /// spares) run every `sync_data` through a hook: `around_sync(sync)` must call `sync` (or not)
 /// and return its result. Tests use it to count the log's fdatasyncs or to fail them in ways
