@@ -262,6 +262,21 @@ impl<S: Sink> LogBuffer<S> {
         Error::Poisoned { cause }
     }
 
+    /// Runs `work`, which other threads may depend on (a slot write, an fdatasync, closing a
+    /// slot, a background thread's loop); if it unwinds, poisons the log with `cause` on the
+    /// way out. A panic there (a bug in slotlog or in a user `Storage`) would otherwise leave a
+    /// closed slot unwritten or `syncing` set for good, and every waiter, `close` and `Drop`
+    /// would wait forever ("Why no thread waits forever").
+    pub(crate) fn poison_if_unwinds<T>(&self, cause: Error, work: impl FnOnce() -> T) -> T {
+        let guard = PoisonOnUnwind {
+            buffer: self,
+            cause: Some(cause),
+        };
+        let result = work();
+        guard.done();
+        result
+    }
+
     // ----- appending ("Joining", "Copying and releasing") ----------------------------------
 
     /// Appends one record and waits for `level`; returns its address.
@@ -512,6 +527,21 @@ impl<S: Sink> LogBuffer<S> {
         why: CloseFor,
         caller: Caller,
     ) -> Result<Option<Extent>> {
+        // Guarded: the slot is closed, and until it is rotated and written every joiner of the
+        // log depends on us.
+        let during = Error::Panicked {
+            during: "slot close",
+        };
+        self.poison_if_unwinds(during, || self.rotate_and_write(slot, old, why, caller))
+    }
+
+    fn rotate_and_write(
+        &self,
+        slot: &Slot,
+        old: State,
+        why: CloseFor,
+        caller: Caller,
+    ) -> Result<Option<Extent>> {
         self.counters.slots_closed.inc();
         // Relaxed: ordered by the Acquire close; stable until the slot is written, and it
         // cannot be written and reused before the rotation below activates a new slot.
@@ -611,15 +641,21 @@ impl<S: Sink> LogBuffer<S> {
         let start = base.wrapping_add(prefill);
         let end = base.wrapping_add(st.joined());
         if st.joined() > prefill {
-            // SAFETY: the slot is closed and every joiner released (`st.complete()`), and we
-            // acquired all those releases, so nobody writes these bytes any more; they are not
-            // reused before `complete` below frees the entry.
-            let res = unsafe {
-                slot.bytes
-                    .with_bytes(prefill as usize..st.joined() as usize, |bytes| {
-                        self.sink.write(start, &[bytes])
-                    })
+            // Guarded: until `complete` below, every waiter past this slot depends on us.
+            let during = Error::Panicked {
+                during: "slot write",
             };
+            let res = self.poison_if_unwinds(during, || {
+                // SAFETY: the slot is closed and every joiner released (`st.complete()`), and
+                // we acquired all those releases, so nobody writes these bytes any more; they
+                // are not reused before `complete` below frees the entry.
+                unsafe {
+                    slot.bytes
+                        .with_bytes(prefill as usize..st.joined() as usize, |bytes| {
+                            self.sink.write(start, &[bytes])
+                        })
+                }
+            });
             if let Err(e) = res {
                 return Err(self.poison(e));
             }
@@ -637,20 +673,26 @@ impl<S: Sink> LogBuffer<S> {
 
     /// Writes an extent's padding and record, then marks it written.
     fn write_extent(&self, x: &Extent, record: &[&[u8]]) -> Result<()> {
-        if let Some((lsn, total)) = x.pad {
-            self.counters.pads.inc();
-            if let Some(h) = self.sink.pad_header(lsn, total) {
-                if let Err(e) = self.sink.write(lsn, &[&h]) {
-                    return Err(self.poison(e));
+        let during = Error::Panicked {
+            during: "slot write",
+        };
+        self.poison_if_unwinds(during, || {
+            if let Some((lsn, total)) = x.pad {
+                self.counters.pads.inc();
+                if let Some(h) = self.sink.pad_header(lsn, total) {
+                    if let Err(e) = self.sink.write(lsn, &[&h]) {
+                        return Err(self.poison(e));
+                    }
                 }
             }
-        }
-        if let Some(lsn) = x.record {
-            if let Err(e) = self.sink.write(lsn, record) {
-                return Err(self.poison(e));
+            if let Some(lsn) = x.record {
+                if let Err(e) = self.sink.write(lsn, record) {
+                    return Err(self.poison(e));
+                }
+                self.counters.writes.inc();
             }
-            self.counters.writes.inc();
-        }
+            Ok(())
+        })?;
         self.complete(x.seq, x.end);
         Ok(())
     }
@@ -737,7 +779,11 @@ impl<S: Sink> LogBuffer<S> {
         let mut passed = None;
         if target > from {
             let started = std::time::Instant::now();
-            match self.sink.sync(from, target) {
+            // Guarded: `syncing` stays set until we clear it below.
+            let during = Error::Panicked {
+                during: "fdatasync",
+            };
+            match self.poison_if_unwinds(during, || self.sink.sync(from, target)) {
                 Ok(()) => {
                     self.counters.fdatasyncs.inc();
                     let nanos = started.elapsed().as_nanos() as u64;
@@ -958,5 +1004,32 @@ impl<S: Sink> LogBuffer<S> {
         }
         self.dump_lanes(&mut out);
         out
+    }
+}
+
+/// See [`LogBuffer::poison_if_unwinds`].
+struct PoisonOnUnwind<'a, S: Sink> {
+    buffer: &'a LogBuffer<S>,
+    /// Taken by `done`.
+    cause: Option<Error>,
+}
+
+impl<S: Sink> PoisonOnUnwind<'_, S> {
+    /// The guarded work finished (successfully or with an error it reports itself).
+    fn done(mut self) {
+        self.cause = None;
+    }
+}
+
+impl<S: Sink> Drop for PoisonOnUnwind<'_, S> {
+    fn drop(&mut self) {
+        // `panicking` alone would also fire for work that finished inside an unwinding
+        // `Drop` (a `Log` dropped during a panic flushes); `done` rules that out, so only the
+        // guarded work's own unwinding poisons.
+        if let Some(cause) = self.cause.take() {
+            if std::thread::panicking() {
+                self.buffer.poison(cause);
+            }
+        }
     }
 }

@@ -67,11 +67,19 @@ pub enum Error {
         /// The oldest address the log held when this was noticed.
         start: crate::Lsn,
     },
+    /// A `Storage` call, or slotlog itself, panicked while the log depended on it finishing
+    /// (`during`: `"slot write"`, `"fdatasync"`, `"slot close"`), in whichever thread was doing
+    /// that work. The log is poisoned with this cause, so that no waiter waits for what that
+    /// work would have finished; the panic itself goes on in the thread that hit it.
+    Panicked {
+        /// The work that was interrupted.
+        during: &'static str,
+    },
     /// The log was closed.
     Closed,
     /// A background thread of the log panicked (a bug in slotlog or in a `Storage`); the log
     /// is poisoned with this cause, so that no waiter waits for work that thread would have
-    /// done.
+    /// done. See also [`Error::Panicked`].
     BackgroundPanic {
         /// The thread's name.
         thread: &'static str,
@@ -178,6 +186,9 @@ impl fmt::Display for Error {
             ),
             Error::Closed => write!(f, "the log is closed"),
             Error::BackgroundPanic { thread } => write!(f, "the {thread} thread panicked"),
+            Error::Panicked { during } => {
+                write!(f, "a panic interrupted work the log depended on ({during})")
+            }
         }
     }
 }

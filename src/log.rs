@@ -564,7 +564,16 @@ fn run_flusher(inner: Weak<Inner>, interval: Duration) {
                 return;
             }
         }
-        if log.buffer.close_if_nonempty().is_err() {
+        // A panic while closing or writing poisons through the buffer's own guards; this one
+        // also covers the rest of the flusher's turn, as the driver's does.
+        let cause = Error::BackgroundPanic {
+            thread: "slotlog-flush",
+        };
+        if log
+            .buffer
+            .poison_if_unwinds(cause, || log.buffer.close_if_nonempty())
+            .is_err()
+        {
             return; // poisoned: the appenders report it
         }
     }

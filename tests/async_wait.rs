@@ -382,8 +382,10 @@ fn a_panicking_waker_strands_nobody() {
     assert_eq!(read_all(&log).len(), 52);
 }
 
-/// If the driver thread panics (here in a user's `Storage`), the log is poisoned with
-/// `BackgroundPanic`: every waiting task and every later call gets the error, none waits forever.
+/// If the driver thread panics (here in a user's `Storage`, in its fdatasync), the log is
+/// poisoned: every waiting task and every later call gets the error, none waits forever. The
+/// cause names the fdatasync (the guard around it poisons first; the driver's own guard would
+/// say `BackgroundPanic` for a panic elsewhere in its loop).
 #[test]
 fn a_panic_in_the_driver_poisons_the_log() {
     let sim = SimStorage::new();
@@ -409,8 +411,8 @@ fn a_panic_in_the_driver_poisons_the_log() {
         assert!(
             matches!(
                 *cause,
-                Error::BackgroundPanic {
-                    thread: "slotlog-driver"
+                Error::Panicked {
+                    during: "fdatasync"
                 }
             ),
             "cause {cause}"

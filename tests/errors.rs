@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -874,4 +874,93 @@ fn sync_eio_under_load(name: &str, exact_syncs: bool) {
         check_recovered(&log, &acked);
         log.close().unwrap();
     }
+}
+
+/// A `Storage` call that panics (a bug in it) while the log depends on it poisons the log with
+/// `Error::Panicked`, so that later calls, `close` and `Drop` fail at once instead of waiting
+/// forever for a slot write or an fdatasync that will never finish. Found by review
+/// (2026-12-07): only the driver thread had such a guard, and a panic in an appender's
+/// fdatasync left `syncing` set for good.
+#[test]
+fn a_storage_panic_in_an_fdatasync_poisons_the_log() {
+    let sim = SimStorage::new();
+    let armed = Arc::new(AtomicBool::new(false));
+    let trigger = armed.clone();
+    let storage = SyncHook::new(sim.clone(), move |sync| {
+        if trigger.swap(false, Ordering::SeqCst) {
+            panic!("a storage bug in fdatasync (this test expects this panic)");
+        }
+        sync()
+    });
+    let options = small().flush_interval(None).storage(storage);
+    let log = Arc::new(Log::open(sim_dir(), options).unwrap());
+    log.append(&payload(0, 100), Durability::FullSync).unwrap();
+    armed.store(true, Ordering::SeqCst);
+    let appender = log.clone();
+    let panicked =
+        std::thread::spawn(move || appender.append(&payload(1, 100), Durability::FullSync)).join();
+    assert!(
+        panicked.is_err(),
+        "the append whose fdatasync panicked did not panic"
+    );
+    assert!(!armed.load(Ordering::SeqCst));
+    expect_panicked_and_closing_fails(log, "fdatasync");
+}
+
+/// The same for a slot write by the background flusher, a thread of the log's own.
+#[test]
+fn a_storage_panic_in_the_flushers_write_poisons_the_log() {
+    let sim = SimStorage::new();
+    let armed = Arc::new(AtomicBool::new(false));
+    let trigger = armed.clone();
+    let (tx, rx) = mpsc::channel();
+    let tx = parking_lot::Mutex::new(tx);
+    let storage = SyncHook::with_writes(
+        sim.clone(),
+        |sync| sync(),
+        move |write| {
+            let flusher = std::thread::current().name() == Some("slotlog-flush");
+            if flusher && trigger.swap(false, Ordering::SeqCst) {
+                let _ = tx.lock().send(());
+                panic!("a storage bug in the flusher's write (this test expects this panic)");
+            }
+            write()
+        },
+    );
+    let options = small()
+        .flush_interval(Some(Duration::from_millis(1)))
+        .storage(storage);
+    let log = Arc::new(Log::open(sim_dir(), options).unwrap());
+    armed.store(true, Ordering::SeqCst);
+    // Nobody else closes this slot: the flusher does, and its write panics.
+    log.append(&payload(0, 100), Durability::NoSync).unwrap();
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the flusher never wrote the slot");
+    expect_panicked_and_closing_fails(log, "slot write");
+}
+
+/// Later calls on `log` fail with `Poisoned` caused by `Panicked { during }` (within a watchdog:
+/// a hang fails the test), and `close` fails rather than hangs.
+fn expect_panicked_and_closing_fails(log: Arc<Log>, during: &'static str) {
+    let l = log.clone();
+    let later = with_watchdog(&log, "an append after the panic", move || {
+        [Durability::FullSync, Durability::WriteOnly]
+            .map(|d| l.append(&payload(2, 100), d).map(drop))
+    });
+    for result in later {
+        let cause = expect_poisoned(result, "an append after the panic");
+        match cause.as_ref() {
+            Error::Panicked { during: d } => assert_eq!(*d, during),
+            other => panic!("poisoned by {other:?}, not by the panic during a {during}"),
+        }
+    }
+    let l = log.clone();
+    with_watchdog(&log, "sync after the panic", move || l.sync().unwrap_err());
+    let log = Arc::try_unwrap(log).expect("one handle left");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || tx.send(log.close().is_err()));
+    let failed = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("close of a log poisoned by a panic hangs");
+    assert!(failed, "close of a poisoned log reported success");
 }

@@ -90,18 +90,14 @@ impl<S: Sink> LogBuffer<S> {
     /// The driver thread's loop: waits, like a thread would, for the highest address any task
     /// waits for, until [`Self::stop_driver`] or poison. Run it on a thread of its own.
     pub fn run_driver(&self) {
-        /// Poisons the log if the driver unwinds: the tasks it served would wait forever.
-        struct PoisonOnPanic<'a, S: Sink>(&'a LogBuffer<S>);
-        impl<S: Sink> Drop for PoisonOnPanic<'_, S> {
-            fn drop(&mut self) {
-                if std::thread::panicking() {
-                    self.0.poison(crate::error::Error::BackgroundPanic {
-                        thread: "slotlog-driver",
-                    });
-                }
-            }
-        }
-        let _guard = PoisonOnPanic(self);
+        // If the driver unwinds, the tasks it served would wait forever.
+        let cause = crate::error::Error::BackgroundPanic {
+            thread: "slotlog-driver",
+        };
+        self.poison_if_unwinds(cause, || self.drive());
+    }
+
+    fn drive(&self) {
         let driver = &self.driver;
         loop {
             let key = driver.event.key();
