@@ -888,7 +888,7 @@ impl<S: Sink> LogBuffer<S> {
 
     /// A waiter's close ("When to close"), for bytes up to `need` that are not written (the
     /// written frontier was `written`): if they are in the active slot, and every closed slot
-    /// is written (the write pipe is idle) or the slot already holds a batch
+    /// is written (the write pipe is idle) or, for a thread, the slot already holds a batch
     /// ([`CLOSE_BUSY_AT`] bytes), and for a durable waiter no fdatasync is running (the group
     /// grows while it runs), close the slot. Returns whether it closed.
     fn close_for(&self, need: u64, level: Level, written: u64, caller: Caller) -> Result<bool> {
@@ -898,7 +898,10 @@ impl<S: Sink> LogBuffer<S> {
         let start = base.wrapping_add(prefill);
         // Relaxed: a hint; the waiter is woken when it changes.
         let sync_busy = level == Level::Durable && self.syncing.load(Ordering::Relaxed);
-        let batch = s.joined() - prefill >= CLOSE_BUSY_AT;
+        // A task closes only into an idle pipe: then every older pool entry is written and
+        // free, so its rotation never parks the executor thread for one. A batch beside a busy
+        // pipe is closed by the driver, which may wait.
+        let batch = caller == Caller::Thread && s.joined() - prefill >= CLOSE_BUSY_AT;
         if need > start && (written == start || batch) && !sync_busy {
             return self.close_as(seq, caller);
         }

@@ -424,3 +424,83 @@ fn a_panic_in_the_driver_poisons_the_log() {
     ));
     armed.store(false, Ordering::SeqCst);
 }
+
+/// A `WriteOnly` task's poll closes its slot only into an idle write pipe, never because the
+/// slot already holds a batch while older slots are still being written: such a close rotates,
+/// and the rotation can wait for a pool entry, parking the executor thread that polls (found by
+/// review, 2026-12-07). Here the pool's two other entries are held in their writes and the active
+/// slot holds over 256 KiB (`CLOSE_BUSY_AT`); the first poll must return `Pending` at once.
+#[test]
+fn a_write_only_poll_never_waits_for_the_pool() {
+    const RECORD: usize = 4 << 10;
+    let gate = common::WriteGate::default();
+    let options = Options::default()
+        .storage(gate.storage())
+        .segment_size(8 << 20)
+        .slot_size(512 << 10)
+        .slot_pool(3)
+        .max_record_size(RECORD)
+        .lanes(0)
+        .flush_interval(None);
+    let log = Arc::new(Log::open(sim_dir(), options).unwrap());
+    // Opens the gate when dropped, so that a failed assertion leaves nobody held.
+    struct OpenOnDrop(common::WriteGate);
+    impl Drop for OpenOnDrop {
+        fn drop(&mut self) {
+            self.0.open();
+        }
+    }
+    gate.hold();
+    let _open = OpenOnDrop(gate.clone());
+    // 127 frames of 4,112 bytes fill a 512 KiB slot; the 128th append closes it and, as its
+    // writer, is held in the write. Two such threads leave entries 0 and 1 unwritten.
+    let fill_a_slot = |k: u64| {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            for i in 0..128 {
+                log.append(&payload(k * 1000 + i, RECORD), Durability::NoSync)
+                    .unwrap();
+            }
+        })
+    };
+    let first = fill_a_slot(1);
+    gate.wait_for_writers(1);
+    let second = fill_a_slot(2);
+    gate.wait_for_writers(2);
+    // The active slot (entry 2) gets a batch of 75 frames, over 256 KiB.
+    for i in 0..75 {
+        log.append(&payload(3000 + i, RECORD), Durability::NoSync)
+            .unwrap();
+    }
+    let mut wait = log.append_async(&payload(4000, RECORD), Durability::WriteOnly);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (polled, wait) = std::thread::scope(|s| {
+        let poller = s.spawn(move || {
+            let (_, waker) = unpark_waker();
+            let pending = Pin::new(&mut wait)
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending();
+            tx.send(pending).unwrap();
+            wait
+        });
+        let polled = rx.recv_timeout(Duration::from_secs(20));
+        // Only now: a poll that waits for the pool returns once the held writes go on.
+        gate.open();
+        (polled, poller.join().unwrap())
+    });
+    let pending =
+        polled.expect("the poll waited for the pool (the gate held two slot writes for 20 s)");
+    assert!(
+        pending,
+        "the poll resolved while older slots were unwritten"
+    );
+    let lsn = poll_all(vec![wait]).pop().unwrap().unwrap();
+    first.join().unwrap();
+    second.join().unwrap();
+    log.flush().unwrap();
+    let records = read_all(&log);
+    let task_record = records.iter().find(|r| r.0 == lsn);
+    assert_eq!(task_record.map(|r| verify(&r.1)), Some(4000));
+    // Everyone's records are there: 2 × 128 held and released, 75 in the batch, the task's.
+    assert_eq!(records.len(), 2 * 128 + 75 + 1);
+}

@@ -404,33 +404,13 @@ fn the_default_slot_size_fits_the_segment() {
 /// one call.)
 #[test]
 fn end_lsn_does_not_wait_for_a_rotation() {
-    use parking_lot::{Condvar, Mutex};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::mpsc;
     use std::time::{Duration, Instant};
 
-    // held: (writes held?, writers waiting inside a held write)
-    let gate = Arc::new((Mutex::new((false, 0usize)), Condvar::new()));
-    let storage = {
-        let gate = gate.clone();
-        common::SyncHook::with_writes(
-            slotlog::storage::SimStorage::new(),
-            |sync| sync(),
-            move |write| {
-                let mut g = gate.0.lock();
-                g.1 += 1;
-                gate.1.notify_all();
-                while g.0 {
-                    gate.1.wait(&mut g);
-                }
-                g.1 -= 1;
-                drop(g);
-                write()
-            },
-        )
-    };
+    let gate = common::WriteGate::default();
     let opts = Options::default()
-        .storage(storage)
+        .storage(gate.storage())
         .segment_size(1 << 20)
         .slot_size(4 << 10)
         .slot_pool(3)
@@ -438,26 +418,18 @@ fn end_lsn_does_not_wait_for_a_rotation() {
         .lanes(0)
         .flush_interval(None);
     let log = Arc::new(Log::open("/end-lsn", opts).unwrap());
-    let waiting_writers = |n: usize| {
-        let mut g = gate.0.lock();
-        while g.1 < n {
-            let timed_out = gate.1.wait_for(&mut g, Duration::from_secs(20)).timed_out();
-            assert!(!timed_out, "{} of {n} writers reached a held write", g.1);
-        }
-    };
     // Stops the appenders and opens the gate when dropped, so that a failed assertion leaves
     // neither the log's drop (which writes) nor an appender held, nor appenders running on.
-    struct Open(Arc<(Mutex<(bool, usize)>, Condvar)>, Arc<AtomicBool>);
+    struct Open(common::WriteGate, Arc<AtomicBool>);
     impl Drop for Open {
         fn drop(&mut self) {
             self.1.store(true, Ordering::Relaxed);
-            self.0 .0.lock().0 = false;
-            self.0 .1.notify_all();
+            self.0.open();
         }
     }
     const FRAME: u64 = 16 + 100;
     let stop = Arc::new(AtomicBool::new(false));
-    gate.0.lock().0 = true;
+    gate.hold();
     let open = Open(gate.clone(), stop.clone());
     // Appender k appends until its own append blocks (in a held write, or in the rotation),
     // sending each address it got back.
@@ -474,9 +446,9 @@ fn end_lsn_does_not_wait_for_a_rotation() {
     };
     // Each of the first two fills a slot, closes it, rotates, and is held writing it.
     let (t1, _rx1) = spawn_appender(1);
-    waiting_writers(1);
+    gate.wait_for_writers(1);
     let (t2, _rx2) = spawn_appender(2);
-    waiting_writers(2);
+    gate.wait_for_writers(2);
     // The third fills slot 2 and closes it; its rotation needs entry 0, still being written.
     let (t3, lsns3) = spawn_appender(3);
     let deadline = Instant::now() + Duration::from_secs(20);

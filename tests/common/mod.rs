@@ -158,6 +158,69 @@ impl SyncHook {
     }
 }
 
+/// Holds the log's segment writes on demand: a [`SyncHook`] storage whose writes wait while the
+/// gate is held. For tests that need slots stuck in their writes (a busy write pipe, a full
+/// pool). Opening it lets every held writer go.
+#[derive(Clone, Default)]
+#[allow(dead_code)]
+pub struct WriteGate(std::sync::Arc<(parking_lot::Mutex<GateState>, parking_lot::Condvar)>);
+
+#[derive(Default)]
+struct GateState {
+    held: bool,
+    /// Writers waiting inside a held write.
+    waiting: usize,
+}
+
+#[allow(dead_code)]
+impl WriteGate {
+    /// A storage over a new `SimStorage` whose segment writes pass this gate.
+    pub fn storage(&self) -> std::sync::Arc<SyncHook> {
+        let gate = self.clone();
+        SyncHook::with_writes(
+            slotlog::storage::SimStorage::new(),
+            |sync| sync(),
+            move |write| {
+                let (lock, cv) = &*gate.0;
+                let mut g = lock.lock();
+                g.waiting += 1;
+                cv.notify_all();
+                while g.held {
+                    cv.wait(&mut g);
+                }
+                g.waiting -= 1;
+                drop(g);
+                write()
+            },
+        )
+    }
+
+    pub fn hold(&self) {
+        self.0 .0.lock().held = true;
+    }
+
+    pub fn open(&self) {
+        self.0 .0.lock().held = false;
+        self.0 .1.notify_all();
+    }
+
+    /// Waits until `n` writers wait at the held gate; fails after 20 s (a hang detector).
+    pub fn wait_for_writers(&self, n: usize) {
+        let (lock, cv) = &*self.0;
+        let mut g = lock.lock();
+        while g.waiting < n {
+            let timed_out = cv
+                .wait_for(&mut g, std::time::Duration::from_secs(20))
+                .timed_out();
+            assert!(
+                !timed_out,
+                "{} of {n} writers reached a held write",
+                g.waiting
+            );
+        }
+    }
+}
+
 mod sync_hook_impls {
     use std::any::Any;
     use std::io;
