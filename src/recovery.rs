@@ -211,19 +211,22 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
         if survivors.iter().any(|(j, _)| *j > i)
             || options.recovery == RecoveryMode::KeepValidPrefix
         {
-            // Highest first, each removal durable before the next: whatever stops us (a crash,
-            // a failed removal, a power cut), the files left are a contiguous run, which the
-            // next `open` recovers the same way. Removed lowest first, they could leave a gap
-            // that the next `open` refuses as a missing segment (found by review).
-            for s in segments.drain(i + 1..).rev() {
-                storage
-                    .remove(&s.path)
-                    .map_err(|e| Error::io("remove", &s.path, None, e))?;
-                storage
-                    .sync_dir(dir)
-                    .map_err(|e| Error::io("fsync", dir, None, e))?;
-            }
+            remove_segments_from(storage, dir, &mut segments, i + 1)?;
         }
+    }
+
+    // Every segment after the one holding `pos` is empty now (the walk found no frame there,
+    // or its survivors were removed just above). One made by an earlier session with a smaller
+    // `segment_size` must not stay: an unbuffered record that does not fit before a segment
+    // end goes whole at the next segment's base, which holds it only if that segment is as
+    // large as this process makes them; placed in a smaller one, the acknowledged record
+    // crossed its end and the next read cut it (found by review, 2026-12-07). The preparer
+    // makes new segments of this process's size.
+    let tail = segments.partition_point(|s| s.end() <= pos);
+    if let Some(k) =
+        (tail + 1..segments.len()).find(|&k| segments[k].header.payload < geometry.payload)
+    {
+        remove_segments_from(storage, dir, &mut segments, k)?;
     }
     if options.recovery == RecoveryMode::KeepValidPrefix {
         // Segments after a structural error were never pushed; remove their files, highest
@@ -296,4 +299,25 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
         spares,
         end: pos,
     })
+}
+
+/// Removes `segments[from..]` and their files, highest first, each removal durable before the
+/// next: whatever stops us (a crash, a failed removal, a power cut), the files left are a
+/// contiguous run, which the next `open` recovers the same way. Removed lowest first, they
+/// could leave a gap that the next `open` refuses as a missing segment (found by review).
+fn remove_segments_from(
+    storage: &dyn Storage,
+    dir: &Path,
+    segments: &mut Vec<Arc<Segment>>,
+    from: usize,
+) -> Result<()> {
+    for s in segments.drain(from..).rev() {
+        storage
+            .remove(&s.path)
+            .map_err(|e| Error::io("remove", &s.path, None, e))?;
+        storage
+            .sync_dir(dir)
+            .map_err(|e| Error::io("fsync", dir, None, e))?;
+    }
+    Ok(())
 }

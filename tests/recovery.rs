@@ -646,6 +646,52 @@ fn records_longer_than_the_segment_makers_limit_survive_a_reopen_with_it() {
     assert_eq!(all.last().map(|r| r.0), Some(more));
 }
 
+/// A session with larger segments than the one before appends a record too large for the rest
+/// of the current segment: it goes whole at the next segment's base. The earlier session's
+/// preparer had made that next segment already, at its own smaller size; `open` must not keep
+/// it, or the acknowledged record crosses its end and the next read cuts it. Found by review
+/// (2026-12-07).
+#[test]
+fn a_larger_segment_size_never_places_a_record_across_an_older_segments_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let smaller = || {
+        Options::default()
+            .segment_size(1 << 20)
+            .slot_size(64 << 10)
+            .max_record_size(64 << 10)
+    };
+    let larger = || smaller().segment_size(4 << 20).max_record_size(2 << 20);
+    let log = Log::open(dir.path(), smaller()).unwrap();
+    let mut written: Records = vec![(
+        log.append(b"first", Durability::FullSync).unwrap(),
+        b"first".to_vec(),
+    )];
+    // The preparer makes segment 1 (1 MiB) while the writer is in segment 0.
+    common::wait_for_segments(&log, 2);
+    log.close().unwrap();
+
+    let log = Log::open(dir.path(), larger()).unwrap();
+    for (id, len) in [(1, 100), (2, 1_500_000), (3, 100)] {
+        let data = payload(id, len);
+        written.push((log.append(&data, Durability::FullSync).unwrap(), data));
+    }
+    log.close().unwrap();
+    // The big record could not fit in the rest of segment 0: it starts a segment.
+    assert_eq!(
+        written[2].0.as_u64() % ((1 << 20) - 64),
+        0,
+        "{:?}",
+        written[2].0
+    );
+    for (what, options) in [("larger", larger()), ("smaller", smaller())] {
+        assert_records(
+            &reopen_and_read(dir.path(), options),
+            &written,
+            &format!("reopened with the {what} options"),
+        );
+    }
+}
+
 // ----- damage further back than the window --------------------------------------------------
 
 /// Damages a record more than the window before the end, checks that `open` refuses with
