@@ -461,6 +461,17 @@ impl Sink for SegmentSink {
         };
         self.0.nudge(lsn);
         let offset = seg.offset_of(lsn);
+        let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        if lsn + len > seg.end() {
+            // Never expected: frames are placed so that none crosses a segment end. Refused
+            // rather than written past the end, where a reader would cut the log at it: the
+            // error poisons the log before anything in it is acknowledged.
+            let crossing = std::io::Error::other(format!(
+                "a write of {len} bytes at address {lsn} would cross the segment end {}",
+                seg.end()
+            ));
+            return Err(Error::io("write", &seg.path, Some(offset), crossing));
+        }
         seg.file
             .write_at(offset, parts)
             .map_err(|e| Error::io("write", &seg.path, Some(offset), e))
