@@ -75,11 +75,10 @@ pub enum Error {
         /// The work that was interrupted.
         during: &'static str,
     },
-    /// The log was closed.
-    Closed,
-    /// A background thread of the log panicked (a bug in slotlog or in a `Storage`); the log
-    /// is poisoned with this cause, so that no waiter waits for work that thread would have
-    /// done. See also [`Error::Panicked`].
+    /// The log's driver or flusher thread panicked (a bug in slotlog or in a `Storage`)
+    /// outside the work [`Error::Panicked`] names; the log is poisoned with this cause, so that
+    /// no waiter waits for work that thread would have done. (A panic in the segment preparer
+    /// only ends that thread: writers then create segments themselves.)
     BackgroundPanic {
         /// The thread's name.
         thread: &'static str,
@@ -118,7 +117,8 @@ impl Error {
         matches!(self, Error::Corrupt { .. })
     }
 
-    /// True for [`Error::Poisoned`] or an I/O error that poisoned the log.
+    /// True for [`Error::Poisoned`], the error every call returns once an I/O failure or a
+    /// panic poisoned the log (the failure itself is its `cause`).
     pub fn is_poisoned(&self) -> bool {
         matches!(self, Error::Poisoned { .. })
     }
@@ -184,7 +184,6 @@ impl fmt::Display for Error {
                 "the records at {lsn} were removed by truncate_front while the iterator read \
                  them; the log now starts at {start}"
             ),
-            Error::Closed => write!(f, "the log is closed"),
             Error::BackgroundPanic { thread } => write!(f, "the {thread} thread panicked"),
             Error::Panicked { during } => {
                 write!(f, "a panic interrupted work the log depended on ({during})")

@@ -128,24 +128,29 @@ impl Log {
             driver_started: AtomicBool::new(false),
         });
 
-        let mut threads = Vec::new();
+        // Threads are added to the `Log` as they start: if a later one fails to start, dropping
+        // the `Log` stops and joins the ones already running.
+        let mut log = Log {
+            inner,
+            threads: Vec::new(),
+        };
         let preparer = segments.clone();
-        threads.push(
+        log.threads.push(
             std::thread::Builder::new()
                 .name("slotlog-prepare".into())
                 .spawn(move || preparer.run_preparer())
                 .map_err(|e| Error::io("spawn thread", "slotlog-prepare", None, e))?,
         );
         if let Some(interval) = options.flush_interval {
-            let weak = Arc::downgrade(&inner);
-            threads.push(
+            let weak = Arc::downgrade(&log.inner);
+            log.threads.push(
                 std::thread::Builder::new()
                     .name("slotlog-flush".into())
                     .spawn(move || run_flusher(weak, interval))
                     .map_err(|e| Error::io("spawn thread", "slotlog-flush", None, e))?,
             );
         }
-        Ok(Log { inner, threads })
+        Ok(log)
     }
 
     /// Appends `record` and returns its [`Lsn`] once the record is as durable as `durability`

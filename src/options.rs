@@ -10,8 +10,10 @@ use crate::storage::{OsStorage, Storage};
 
 /// How durable an append must be before [`Log::append`](crate::Log::append) returns.
 ///
-/// Every level keeps log order: a record is never written, or made durable, before a record
-/// with a smaller [`Lsn`](crate::Lsn).
+/// Every level keeps log order: once a record is acknowledged as written (`WriteOnly`) or
+/// durable (`FullSync`), so is every record with a smaller [`Lsn`](crate::Lsn), and recovery
+/// returns a prefix of the log. (Slots may reach the file out of order; the frontiers that
+/// acknowledgements wait for never pass a gap.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Durability {
     /// Returns once the record is in a slot buffer in memory. Lost if the process dies before
@@ -35,9 +37,16 @@ pub enum RecoveryMode {
     TolerateTornTail,
     /// Keep the valid prefix up to the first damage wherever it is, discard everything after it
     /// (including valid records beyond the damage), and open. Use only to salvage a log that
-    /// `TolerateTornTail` refuses.
+    /// `TolerateTornTail` refuses. A log whose first segment's header is damaged still fails
+    /// with [`Error::Corrupt`]: it has no valid prefix to keep.
     KeepValidPrefix,
 }
+
+/// The most memory the slot pool may take (`slot_pool` × `slot_size`).
+const MAX_POOL_BYTES: u64 = 16 << 30;
+
+/// The largest segment file: a new log zero-fills its first segment inside `open`.
+const MAX_SEGMENT_SIZE: u64 = 1 << 40;
 
 /// The most lanes a log can have (see [`Options::lanes`]): a slot's closer closes every lane,
 /// so the count is bounded even on machines with many CPUs.
@@ -102,16 +111,19 @@ impl fmt::Debug for Options {
 }
 
 impl Options {
-    /// Bytes per segment file, header included. Default 64 MiB. Must hold the largest record.
+    /// Bytes per segment file, header included. Default 64 MiB. Must hold the largest record
+    /// and a slot, and be at most 1 TiB. A new log's first segment is zero-filled inside
+    /// `open`, so `open` of a new log takes as long as writing one segment.
     pub fn segment_size(mut self, bytes: u64) -> Self {
         self.segment_size = bytes;
         self
     }
 
     /// Buffer bytes per slot. Default 1 MiB, or a quarter of the segment if that is less (so
-    /// that a log with small segments opens with the default; a set size may be up to the
-    /// segment minus its header). Records whose frame is larger than half a slot are written
-    /// directly from the caller's memory ("unbuffered"). Memory is `slot_pool` × this.
+    /// that a log with small segments and a small `max_record_size` opens with the default; a
+    /// set size may be up to the segment minus its header). At most 1 GiB. Records whose frame
+    /// is larger than half a slot are written directly from the caller's memory
+    /// ("unbuffered"). Memory is `slot_pool` × this, at most 16 GiB.
     ///
     /// Larger slots mean fewer rotations and fewer, larger writes. On our 2-core test machine,
     /// in paired runs, 1 MiB slots made 128 B `NoSync` appends 6–13% faster than 256 KiB slots
@@ -123,7 +135,7 @@ impl Options {
         self
     }
 
-    /// Slots in the pool, at least 3. Default 4. Bounds how much log space can be reserved and
+    /// Slots in the pool, 3 to 1024. Default 4. Bounds how much log space can be reserved and
     /// not yet written at once (the in-flight window). Three is the minimum because a rotation
     /// that reserves an unbuffered record needs two free entries besides the slot it closes.
     pub fn slot_pool(mut self, slots: usize) -> Self {
@@ -137,8 +149,10 @@ impl Options {
     /// or with slots under 1 KiB. `0` turns them off. A lane's chunk holds 8 KiB (a quarter of
     /// the slot if that is less), and records whose frame (16 + length) is at most a quarter of
     /// a chunk (2 KiB) use a lane once the slot's word is contended. When a slot closes before
-    /// a chunk is full, the chunk's rest is written as a padding frame: at most one chunk per
-    /// lane per slot close ([`Stats::lane_pad_bytes`](crate::Stats::lane_pad_bytes)).
+    /// a chunk is full, the chunk's rest is written as a padding frame (usually at most one
+    /// chunk per lane per slot close; also a whole chunk when claimers race for a lane, or
+    /// when a thread gives one back to keep its records in order:
+    /// [`Stats::lane_pad_bytes`](crate::Stats::lane_pad_bytes)).
     pub fn lanes(mut self, lanes: usize) -> Self {
         self.lanes = Some(lanes);
         self
@@ -150,9 +164,11 @@ impl Options {
         self
     }
 
-    /// How often the background flusher writes a slot that holds only `NoSync` records and
-    /// has stopped filling. `None` disables it (then only a full slot, `flush`, `sync`, a
-    /// durable append or `close` writes them). Default 10 ms.
+    /// How often the background flusher closes and writes the active slot if it holds
+    /// anything (whatever its records' durability, and even while it still fills), so that
+    /// `NoSync` records reach the file within about two intervals. `None` disables it (then
+    /// only a full slot, `flush`, `sync`, a durable append or `close` writes them). Default
+    /// 10 ms.
     pub fn flush_interval(mut self, interval: Option<Duration>) -> Self {
         self.flush_interval = interval;
         self
@@ -165,8 +181,9 @@ impl Options {
         self
     }
 
-    /// How many segment files `truncate_front` keeps for reuse instead of deleting them.
-    /// Reused files need no zero-filling. Default 2.
+    /// How many spare segment files to keep for reuse: `truncate_front` keeps removed files
+    /// while fewer spares than this are waiting (spares the preparer zero-filled count too) and
+    /// deletes the rest. Reused files need no zero-filling. Default 2.
     pub fn recycle_segments(mut self, files: usize) -> Self {
         self.recycle_segments = files;
         self
@@ -245,6 +262,19 @@ impl Options {
             return bad(format!(
                 "max_record_size must be at most 1 GiB, got {}",
                 self.max_record_size
+            ));
+        }
+        let pool = self.slot_pool as u64 * slot_size as u64;
+        if pool > MAX_POOL_BYTES {
+            return bad(format!(
+                "the slot pool would take {pool} bytes of memory (slot_pool {} × slot_size {slot_size}), at most 16 GiB",
+                self.slot_pool
+            ));
+        }
+        if self.segment_size > MAX_SEGMENT_SIZE {
+            return bad(format!(
+                "segment_size must be at most 1 TiB, got {}",
+                self.segment_size
             ));
         }
         let min_segment = SEGMENT_HEADER_LEN as u64 + self.max_frame().max(slot_size as u64);

@@ -130,13 +130,15 @@ impl Counters {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Records appended (every durability level).
+    /// Records appended (every durability level), counted when the record is placed in the
+    /// log: a call that then fails waiting for its durability (a poisoned log) counts too.
     pub appends: u64,
     /// Record bytes appended (without framing).
     pub bytes: u64,
-    /// Appends with `WriteOnly`.
+    /// Appends with `WriteOnly`: counted when [`Log::append`](crate::Log::append) returns
+    /// `Ok`, or when [`Log::append_async`](crate::Log::append_async) places the record.
     pub write_only_appends: u64,
-    /// Appends with `FullSync`.
+    /// Appends with `FullSync`, counted as `write_only_appends` is.
     pub full_sync_appends: u64,
     /// Slots closed (for any reason).
     pub slots_closed: u64,
@@ -159,7 +161,8 @@ pub struct Stats {
     pub pool_waits: u64,
     /// `write` calls that wrote a slot buffer or an unbuffered record.
     pub writes: u64,
-    /// `fdatasync` calls on segment files by the group commit.
+    /// Group commits: each made everything written so far durable, with one `fdatasync` per
+    /// segment file it touched (one, unless the bytes since the last cross a segment end).
     pub fdatasyncs: u64,
     /// Wall-clock nanoseconds spent in those `fdatasync` calls. One runs at a time, so over an
     /// interval `Δfdatasync_nanos / Δelapsed` is the fraction of time the log kept an
@@ -170,7 +173,8 @@ pub struct Stats {
     pub unbuffered_records: u64,
     /// Segment ends padded because the next frame did not fit.
     pub pads: u64,
-    /// Spare segment files zero-filled by the background preparer.
+    /// Spare segment files zero-filled by the background preparer (and a new log's first
+    /// segment, zero-filled inside `open`).
     pub segments_created: u64,
     /// Segments installed from a spare file (zero-filled, or kept by `truncate_front`).
     pub segments_recycled: u64,

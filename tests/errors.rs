@@ -390,6 +390,16 @@ fn invalid_options_are_rejected_with_a_reason() {
         (small().segment_size(64 << 10), "segment_size"), // no room for a 100 KiB record
         (small().slot_size(8), "slot_size"),
         (small().max_record_size(2 << 30), "max_record_size"),
+        // 1 TiB of slot buffers, and a 2 TiB first segment to zero-fill: they would validate
+        // and then exhaust memory or the disk.
+        (
+            small()
+                .segment_size(2 << 30)
+                .slot_pool(1024)
+                .slot_size(1 << 30),
+            "slot pool",
+        ),
+        (small().segment_size(2 << 40), "segment_size"),
         (
             small().flush_interval(Some(Duration::ZERO)),
             "flush_interval",
