@@ -147,10 +147,13 @@ pub struct Stats {
     /// Failed CAS attempts while joining a slot (contention on the state word).
     pub cas_retries: u64,
     /// Lane chunks finished: each carried a run of small `NoSync` records of one CPU, joined
-    /// into a slot as one block ("Lanes" in `docs/design.md`).
+    /// into a slot as one block ("Lanes" in `docs/design.md`); a chunk finished with no record
+    /// in it (all padding) counts too.
     pub lane_chunks: u64,
-    /// Bytes of padding written for the unused rest of lane chunks (a chunk is cut short when
-    /// its slot closes: a durable append, `flush`, or the flusher's tick).
+    /// Bytes of padding written for the unused rest of lane chunks: a chunk is cut short when
+    /// its slot closes (a durable append, `flush`, or the flusher's tick), and a whole chunk is
+    /// padding when claimers race for a lane or a thread gives one back to keep its records in
+    /// order.
     pub lane_pad_bytes: u64,
     /// Times a thread parked (slept) waiting: for a frontier, a rotation or a free slot.
     pub parks: u64,
