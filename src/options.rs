@@ -21,7 +21,9 @@ pub enum Durability {
     /// within about two `flush_interval`s when traffic stops.
     NoSync,
     /// Returns once the record, and every record before it, was written to the file (handed to
-    /// the OS page cache). Survives a crash of the process, not a power loss.
+    /// the OS page cache). Survives a crash of the process, not a power loss, and not a disk
+    /// error: after an fdatasync fails with `EIO` the OS may have dropped what it had not
+    /// written, so such records can be missing when the poisoned log is reopened.
     WriteOnly,
     /// Returns once an `fdatasync` that covers the record, and every record before it, has
     /// finished. Survives a power loss. One fdatasync serves every record below it.

@@ -130,6 +130,23 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
         }
         // Keep the segments before the damage; everything after the bad one goes below.
     }
+
+    // Read what the disk holds, not what the cache does. First make durable what a crashed
+    // process wrote without fdatasync (`NoSync`/`WriteOnly` records, in any segment): it is
+    // part of the log now, and must be durable before anything is acknowledged after it (an
+    // fdatasync of a clean file is cheap). Then drop the cached pages: a page whose writeback
+    // failed (an `EIO` the crashed session got from fdatasync, or one in the background) is
+    // clean and cached with bytes the disk never got, and no fdatasync writes it. Read from the
+    // cache it passed for records, and the records acknowledged after it sat behind a hole on
+    // disk (found by review, 2026-12-07).
+    for seg in &segments {
+        seg.file
+            .sync_data()
+            .map_err(|e| Error::io("fdatasync", &seg.path, None, e))?;
+        seg.file
+            .drop_cache()
+            .map_err(|e| Error::io("drop cached pages", &seg.path, None, e))?;
+    }
     geometry.log_id = segments[0].header.log_id;
     let crc = format::FrameCrc::new(geometry.log_id);
     let window = segments
@@ -285,14 +302,8 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
         }
     }
 
-    // What a crashed process wrote without fdatasync (`NoSync`/`WriteOnly` records, in any
-    // segment) is part of the log now: make all of it durable before anything is acknowledged
-    // after it. An fdatasync of a segment with nothing dirty is cheap.
-    for seg in &segments {
-        seg.file
-            .sync_data()
-            .map_err(|e| Error::io("fdatasync", &seg.path, None, e))?;
-    }
+    // Everything recovery wrote itself (zeroed survivors, raised headers) was made durable
+    // where it was written.
     Ok(Recovered {
         geometry,
         segments,

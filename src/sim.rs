@@ -14,7 +14,11 @@ use crate::storage::{Storage, StorageFile};
 /// A fault [`SimStorage`] injects into one future operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
-    /// An `fdatasync` fails with `EIO` and makes nothing durable.
+    /// An `fdatasync` fails with `EIO` and makes nothing durable. As Linux does, the pages it
+    /// failed to write count as clean from then on: reads still return their bytes (from the
+    /// cache), a later `sync_data` does not write them, and a power cut or
+    /// [`StorageFile::drop_cache`] shows what the disk holds instead. A later write to those
+    /// bytes makes them dirty again.
     SyncEio,
     /// A write fails with `ENOSPC` before writing anything.
     WriteEnospc,
@@ -25,7 +29,8 @@ pub enum Fault {
 /// An in-memory file system with a power switch.
 ///
 /// Every file has a *current* image (what reads see) and a *durable* image (what survives
-/// power loss). `sync_data` copies current to durable. [`SimStorage::power_cut`] throws away
+/// power loss). `sync_data` copies current to durable, except bytes whose writeback failed
+/// ([`Fault::SyncEio`]): those stay clean and cached until rewritten or dropped. [`SimStorage::power_cut`] throws away
 /// every byte not covered by a completed `sync_data`, optionally keeping half of the last
 /// sector of the last unsynced write (a torn write), and makes every handle opened before the
 /// cut fail with `EIO`, as if its process had died; so do `open`, `rename` and `remove` until
@@ -72,6 +77,77 @@ struct Image {
     durable: Vec<u8>,
     /// The last write not yet covered by a sync: (offset, length).
     last_unsynced_write: Option<(u64, usize)>,
+    /// Byte ranges `start..end`, sorted and disjoint, whose writeback failed: cached in
+    /// `current`, never written to `durable` by a sync ([`Fault::SyncEio`]).
+    lost: Vec<(usize, usize)>,
+}
+
+impl Image {
+    /// The durable byte at `i` (zero past the durable size).
+    fn durable_at(&self, i: usize) -> u8 {
+        self.durable.get(i).copied().unwrap_or(0)
+    }
+
+    /// A failed writeback: every byte not yet durable becomes clean but stays cached.
+    fn fail_writeback(&mut self) {
+        let mut i = 0;
+        while i < self.current.len() {
+            if self.current[i] == self.durable_at(i) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < self.current.len() && self.current[i] != self.durable_at(i) {
+                i += 1;
+            }
+            self.lost.push((start, i));
+        }
+        self.lost.sort_unstable();
+        // Merge overlaps with ranges lost earlier.
+        let mut merged: Vec<(usize, usize)> = Vec::new();
+        for (s, e) in self.lost.drain(..) {
+            match merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        self.lost = merged;
+    }
+
+    /// A write to `start..end` makes those bytes dirty again.
+    fn rewrite(&mut self, start: usize, end: usize) {
+        let mut kept = Vec::with_capacity(self.lost.len() + 1);
+        for &(s, e) in &self.lost {
+            if e <= start || s >= end {
+                kept.push((s, e));
+                continue;
+            }
+            if s < start {
+                kept.push((s, start));
+            }
+            if e > end {
+                kept.push((end, e));
+            }
+        }
+        self.lost = kept;
+    }
+
+    /// A successful sync: every dirty byte becomes durable; failed ones do not.
+    fn sync(&mut self) {
+        let lost: Vec<(usize, usize, Vec<u8>)> = self
+            .lost
+            .iter()
+            .map(|&(s, e)| (s, e, (s..e).map(|i| self.durable_at(i)).collect()))
+            .collect();
+        self.durable = self.current.clone();
+        for (s, e, bytes) in lost {
+            let e = e.min(self.durable.len());
+            if s < e {
+                self.durable[s..e].copy_from_slice(&bytes[..e - s]);
+            }
+        }
+        self.last_unsynced_write = None;
+    }
 }
 
 const SECTOR: usize = 512;
@@ -118,6 +194,7 @@ impl SimStorage {
             img.current = after.clone();
             img.durable = after;
             img.last_unsynced_write = None;
+            img.lost.clear();
         }
     }
 
@@ -251,6 +328,7 @@ impl StorageFile for SimFile {
             left -= n;
         }
         img.last_unsynced_write = Some((offset, keep));
+        img.rewrite(offset as usize, end);
         if keep < total {
             return Err(io::Error::from_raw_os_error(libc::ENOSPC));
         }
@@ -267,10 +345,12 @@ impl StorageFile for SimFile {
 
     fn sync_data(&self) -> io::Result<()> {
         self.check_alive()?;
-        self.take_sync_fault()?;
+        if let Err(e) = self.take_sync_fault() {
+            self.live_image()?.fail_writeback();
+            return Err(e);
+        }
         let mut img = self.live_image()?;
-        img.durable = img.current.clone();
-        img.last_unsynced_write = None;
+        img.sync();
         drop(img);
         let mut st = self.shared.state.lock();
         st.syncs += 1;
@@ -282,7 +362,10 @@ impl StorageFile for SimFile {
     /// bytes stay lost on a power cut.
     fn write_durable_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         self.write_at(offset, &[data])?;
-        self.take_sync_fault()?;
+        if let Err(e) = self.take_sync_fault() {
+            self.live_image()?.fail_writeback();
+            return Err(e);
+        }
         let mut img = self.live_image()?;
         let (from, to) = (offset as usize, offset as usize + data.len());
         if img.durable.len() < to {
@@ -310,7 +393,26 @@ impl StorageFile for SimFile {
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
-        self.live_image()?.current.resize(len as usize, 0);
+        let mut img = self.live_image()?;
+        img.current.resize(len as usize, 0);
+        let len = len as usize;
+        img.lost.retain_mut(|(s, e)| {
+            *e = (*e).min(len);
+            *s < *e
+        });
+        Ok(())
+    }
+
+    /// Clean cached bytes are dropped: the bytes whose writeback failed read as the disk holds
+    /// them from now on. (Dirty ones stay cached, as in Linux.)
+    fn drop_cache(&self) -> io::Result<()> {
+        let mut img = self.live_image()?;
+        let lost = std::mem::take(&mut img.lost);
+        for (s, e) in lost {
+            for i in s..e.min(img.current.len()) {
+                img.current[i] = img.durable_at(i);
+            }
+        }
         Ok(())
     }
 }

@@ -247,6 +247,9 @@ mod sync_hook_impls {
         fn set_len(&self, len: u64) -> io::Result<()> {
             self.inner.set_len(len)
         }
+        fn drop_cache(&self) -> io::Result<()> {
+            self.inner.drop_cache()
+        }
     }
 
     impl Storage for SyncHook {
