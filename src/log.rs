@@ -82,9 +82,22 @@ impl Log {
         {
             Some(true) => {}
             Some(false) => return Err(Error::NotADirectory { path: dir }),
-            None => storage
-                .create_dir_all(&dir)
-                .map_err(|e| Error::io("create directory", &dir, None, e))?,
+            None => {
+                storage
+                    .create_dir_all(&dir)
+                    .map_err(|e| Error::io("create directory", &dir, None, e))?;
+                // The new directory's entry must be durable too, or a power cut could take the
+                // whole log, FullSync records and all (a file system without a journal, as
+                // here, promises nothing else). Directories above it that `create_dir_all`
+                // made are the caller's to sync.
+                let parent = match dir.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => Path::new("."),
+                };
+                storage
+                    .sync_dir(parent)
+                    .map_err(|e| Error::io("fsync", parent, None, e))?;
+            }
         }
         let lock_path = dir.join(LOCK_FILE);
         let lock = storage

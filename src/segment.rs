@@ -331,6 +331,9 @@ impl Segments {
             list.drain(..keep_from).collect()
         };
         let mut kept = Vec::new();
+        // Lowest first, each rename or removal durable before the next: a power cut leaves the
+        // segments a contiguous run whatever order the file system would persist directory
+        // changes in (ext4 keeps them in order; POSIX does not promise it).
         for seg in &removed {
             if self.spares.lock().len() + kept.len() < self.recycle_limit {
                 let spare = self.dir.join(format!("spare-{:016x}.seg.free", seg.base()));
@@ -343,8 +346,6 @@ impl Segments {
                     .remove(&seg.path)
                     .map_err(|e| Error::io("remove", &seg.path, None, e))?;
             }
-        }
-        if !removed.is_empty() {
             self.storage
                 .sync_dir(&self.dir)
                 .map_err(|e| Error::io("fsync", &self.dir, None, e))?;
