@@ -258,12 +258,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
             .collect();
         dropped.sort_unstable_by_key(|(base, _)| std::cmp::Reverse(*base));
         for (_, path) in dropped {
-            storage
-                .remove(&path)
-                .map_err(|e| Error::io("remove", &path, None, e))?;
-            storage
-                .sync_dir(dir)
-                .map_err(|e| Error::io("fsync", dir, None, e))?;
+            remove_durably(storage, dir, &path)?;
         }
     }
 
@@ -323,12 +318,17 @@ fn remove_segments_from(
     from: usize,
 ) -> Result<()> {
     for s in segments.drain(from..).rev() {
-        storage
-            .remove(&s.path)
-            .map_err(|e| Error::io("remove", &s.path, None, e))?;
-        storage
-            .sync_dir(dir)
-            .map_err(|e| Error::io("fsync", dir, None, e))?;
+        remove_durably(storage, dir, &s.path)?;
     }
     Ok(())
+}
+
+/// Removes the file `path` of directory `dir` and makes the removal durable.
+fn remove_durably(storage: &dyn Storage, dir: &Path, path: &Path) -> Result<()> {
+    storage
+        .remove(path)
+        .map_err(|e| Error::io("remove", path, None, e))?;
+    storage
+        .sync_dir(dir)
+        .map_err(|e| Error::io("fsync", dir, None, e))
 }
