@@ -30,11 +30,11 @@ pub enum Fault {
 ///
 /// Every file has a *current* image (what reads see) and a *durable* image (what survives
 /// power loss). `sync_data` copies current to durable, except bytes whose writeback failed
-/// ([`Fault::SyncEio`]): those stay clean and cached until rewritten or dropped. [`SimStorage::power_cut`] throws away
-/// every byte not covered by a completed `sync_data`, optionally keeping half of the last
-/// sector of the last unsynced write (a torn write), and makes every handle opened before the
-/// cut fail with `EIO`, as if its process had died; so do `open`, `rename` and `remove` until
-/// the next `lock` (the next `Log::open`, the "reboot").
+/// ([`Fault::SyncEio`]): those stay clean and cached until rewritten or dropped.
+/// [`SimStorage::power_cut`] throws away every byte not covered by a completed `sync_data`,
+/// optionally keeping half of the last sector of the last unsynced write (a torn write), and
+/// makes every handle opened before the cut fail with `EIO`, as if its process had died; so do
+/// `open`, `rename` and `remove` until the next `lock` (the next `Log::open`, the "reboot").
 /// Directory operations (create, rename, remove) are durable only once `sync_dir` of their
 /// directory completes: a power cut brings back the names as of each directory's last
 /// `sync_dir` (a file created since is gone, a removed one is back with its durable bytes, a
