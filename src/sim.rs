@@ -132,6 +132,28 @@ impl Image {
         self.lost = kept;
     }
 
+    /// Copies into `after` (the disk's bytes) a random half, by `seed`, of the pages whose
+    /// cached bytes differ from the disk's, except bytes whose writeback failed.
+    fn write_back_some(&self, after: &mut Vec<u8>, seed: u64) {
+        for start in (0..self.current.len()).step_by(PAGE) {
+            let end = (start + PAGE).min(self.current.len());
+            let dirty = (start..end).any(|i| self.current[i] != self.durable_at(i));
+            if !dirty || mix(seed ^ start as u64) & 1 == 0 {
+                continue;
+            }
+            if after.len() < end {
+                after.resize(end, 0);
+            }
+            after[start..end].copy_from_slice(&self.current[start..end]);
+            for &(s, e) in &self.lost {
+                let (s, e) = (s.max(start), e.min(end));
+                for (i, byte) in after.iter_mut().enumerate().take(e).skip(s) {
+                    *byte = self.durable_at(i);
+                }
+            }
+        }
+    }
+
     /// A successful sync: every dirty byte becomes durable; failed ones do not.
     fn sync(&mut self) {
         let lost: Vec<(usize, usize, Vec<u8>)> = self
@@ -151,6 +173,36 @@ impl Image {
 }
 
 const SECTOR: usize = 512;
+const PAGE: usize = 4096;
+
+/// How [`SimStorage`] cuts power.
+#[derive(Clone, Copy)]
+enum Cut {
+    /// Only synced bytes survive.
+    Clean,
+    /// And half of the last sector of each file's last unsynced write.
+    Tear,
+    /// And a random half of the unsynced pages (the seed).
+    Writeback(u64),
+}
+
+/// FNV-1a of a path's bytes: a seed that does not depend on map order.
+fn name_hash(path: &Path) -> u64 {
+    path.as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        })
+}
+
+/// splitmix64: one random word per (seed, page).
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
 
 impl SimStorage {
     /// An empty file system.
@@ -169,6 +221,20 @@ impl SimStorage {
     /// Cuts power: see the type's docs. With `tear`, the last unsynced write of each file keeps
     /// the first half of its last sector.
     pub fn power_cut(&self, tear: bool) {
+        self.cut(if tear { Cut::Tear } else { Cut::Clean });
+    }
+
+    /// Cuts power after the kernel wrote back an arbitrary part of the unsynced data, in no
+    /// order, as Linux's writeback may leave a file: each 4 KiB page whose cached bytes differ
+    /// from the disk's reached the disk whole with probability 1/2, chosen by `seed` (and the
+    /// file's name and the page's offset, so the choice does not depend on map order). Pages
+    /// whose writeback failed ([`Fault::SyncEio`]) keep what the disk has. Otherwise as
+    /// [`Self::power_cut`] without a tear.
+    pub fn power_cut_with_writeback(&self, seed: u64) {
+        self.cut(Cut::Writeback(seed));
+    }
+
+    fn cut(&self, how: Cut) {
         let mut st = self.shared.state.lock();
         self.shared.generation.fetch_add(1, Ordering::SeqCst);
         st.locks.clear();
@@ -176,10 +242,13 @@ impl SimStorage {
         st.down = true;
         let st = &mut *st;
         st.files = st.durable_files.clone();
-        for image in st.files.values() {
+        for (path, image) in &st.files {
             let mut img = image.lock();
             let mut after = img.durable.clone();
-            if let (true, Some((off, len))) = (tear, img.last_unsynced_write) {
+            if let Cut::Writeback(seed) = how {
+                img.write_back_some(&mut after, seed ^ name_hash(path));
+            }
+            if let (Cut::Tear, Some((off, len))) = (how, img.last_unsynced_write) {
                 let end = off as usize + len;
                 let sector_start = end.saturating_sub(1) / SECTOR * SECTOR;
                 let start = sector_start.max(off as usize);
@@ -213,6 +282,22 @@ impl SimStorage {
     /// Completed `write_durable_at` calls so far (not counted in [`Self::syncs`]).
     pub fn durable_writes(&self) -> u64 {
         self.shared.state.lock().durable_writes
+    }
+
+    /// Bytes, over every file, that a power cut could lose or write back out of order: cached
+    /// bytes that differ from the disk's and whose writeback has not failed.
+    pub fn unsynced_bytes(&self) -> u64 {
+        let st = self.shared.state.lock();
+        st.files
+            .values()
+            .map(|image| {
+                let img = image.lock();
+                let lost = |i: usize| img.lost.iter().any(|&(s, e)| (s..e).contains(&i));
+                (0..img.current.len())
+                    .filter(|&i| img.current[i] != img.durable_at(i) && !lost(i))
+                    .count() as u64
+            })
+            .sum()
     }
 
     /// A copy of the file's current bytes, if it exists (for tests that damage files).
