@@ -9,7 +9,8 @@
 //! ```
 //!
 //! LEVEL is `no`, `write` or `full`; SYSTEMS is a comma list of name fragments (default
-//! `slotlog`; `slotlog-nolanes` adds slotlog with `Options::lanes(0)`). To compare two builds of slotlog, build this example at both commits and run the
+//! `slotlog`; `slotlog-nolanes` adds slotlog with `Options::lanes(0)`, `slotlog-bounded` one with
+//! `Options::max_unsynced`). To compare two builds of slotlog, build this example at both commits and run the
 //! two binaries alternately. Set `SLOTLOG_BENCH_DIR` to a scratch directory on a real disk.
 //! `SLOTLOG_BENCH_SLOT_KB` and `SLOTLOG_BENCH_POOL` set slotlog's slot size and pool,
 //! `SLOTLOG_BENCH_B2_KB` the mutex buffer's size (for A/B runs of those settings). Before every
@@ -50,6 +51,23 @@ fn main() -> std::io::Result<()> {
             level,
             "slotlog-nolanes",
             |o| o.lanes(0),
+        )?));
+    }
+    if wanted.iter().any(|w| w == "slotlog-bounded") {
+        // The same log with `Options::max_unsynced`: the in-flight window (the smallest bound
+        // the options allow), or `SLOTLOG_BENCH_MAX_UNSYNCED_MB` if that is more.
+        let mb = std::env::var("SLOTLOG_BENCH_MAX_UNSYNCED_MB")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        systems.push(Arc::new(common::Slotlog::open_named(
+            &dir.join("slotlog-bounded"),
+            level,
+            "slotlog-bounded",
+            |o| {
+                let bound = o.in_flight_window().max(mb << 20);
+                o.max_unsynced(Some(bound))
+            },
         )?));
     }
     systems.extend(common::baselines(&dir)?);

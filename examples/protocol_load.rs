@@ -69,6 +69,7 @@ fn round(threads: usize, size: usize, ms: u64, lanes: usize) -> f64 {
             slot_pool: 4,
             lanes,
             lane_chunk: 8 << 10,
+            max_unsynced: None,
         },
         0,
     ));

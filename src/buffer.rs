@@ -54,6 +54,10 @@ pub struct BufferConfig {
     /// Bytes of a lane's chunk (at most a quarter of a slot); records of frames up to a quarter
     /// of it go through the lanes.
     pub lane_chunk: usize,
+    /// At most this many bytes written and not durable ("Bounded unsynced bytes"); `None`: no
+    /// bound. Must be at least the in-flight window (every pool entry's worth of slot or
+    /// extent), so that a writer's wait never needs a write behind its own.
+    pub max_unsynced: Option<u64>,
 }
 
 /// Why a closer closes; decides what the rotation reserves after the closed slot.
@@ -117,6 +121,8 @@ pub struct LogBuffer<S: Sink> {
     slot_size: u64,
     /// Frames larger than this bypass the buffers.
     unbuffered_over: u64,
+    /// [`BufferConfig::max_unsynced`], `u64::MAX` for none.
+    max_unsynced: u64,
     lanes: lanes::Lanes,
     lane_chunk: u64,
     /// NoSync frames up to this go through a lane.
@@ -178,11 +184,17 @@ impl<S: Sink> LogBuffer<S> {
                     && config.lane_chunk / 4 > sink.header_len()),
             "at most MAX_LANES lanes, and lane_chunk must fit four times in a slot and hold a frame with data"
         );
+        assert!(
+            config.max_unsynced.unwrap_or(u64::MAX)
+                >= config.slot_pool as u64 * config.slot_size as u64,
+            "max_unsynced must be at least the in-flight window"
+        );
         let n = config.slot_pool;
         let buffer = LogBuffer {
             slots: (0..n).map(|_| Slot::new(config.slot_size)).collect(),
             slot_size: config.slot_size as u64,
             unbuffered_over: (config.slot_size / 2).max(sink.header_len() + 1) as u64,
+            max_unsynced: config.max_unsynced.unwrap_or(u64::MAX),
             lanes: lanes::new_lanes(config.lanes),
             lane_chunk: config.lane_chunk as u64,
             lane_frame_max: (config.lane_chunk / 4) as u64,
@@ -641,6 +653,7 @@ impl<S: Sink> LogBuffer<S> {
         let start = base.wrapping_add(prefill);
         let end = base.wrapping_add(st.joined());
         if st.joined() > prefill {
+            self.await_unsynced_room(end)?;
             // Guarded: until `complete` below, every waiter past this slot depends on us.
             let during = Error::Panicked {
                 during: "slot write",
@@ -662,6 +675,7 @@ impl<S: Sink> LogBuffer<S> {
             self.counters.writes.inc();
         }
         self.complete(seq, end);
+        self.request_sync_if_behind();
         // A task leaves the fdatasync to the durable waiters: `complete` just woke a driver
         // among them if none runs ("Async waits").
         if want >= Level::Durable as u8 && caller == Caller::Thread {
@@ -673,6 +687,7 @@ impl<S: Sink> LogBuffer<S> {
 
     /// Writes an extent's padding and record, then marks it written.
     fn write_extent(&self, x: &Extent, record: &[&[u8]]) -> Result<()> {
+        self.await_unsynced_room(x.end)?;
         let during = Error::Panicked {
             during: "slot write",
         };
@@ -694,7 +709,43 @@ impl<S: Sink> LogBuffer<S> {
             Ok(())
         })?;
         self.complete(x.seq, x.end);
+        self.request_sync_if_behind();
         Ok(())
+    }
+
+    // ----- bounded unsynced bytes ("Bounded unsynced bytes") -------------------------------
+
+    /// Before a write that ends at `end`: waits until the durable frontier is at most
+    /// `max_unsynced` bytes below `end`, running the fdatasync itself if none runs.
+    fn await_unsynced_room(&self, end: u64) -> Result<()> {
+        if end <= self.durable().saturating_add(self.max_unsynced) {
+            return Ok(());
+        }
+        let need = end - self.max_unsynced;
+        let written = self.written();
+        // The bound is at least the in-flight window and every reserved byte lies below
+        // `written` + that window, so `need` is written already: the wait below only runs or
+        // awaits an fdatasync. It never closes a slot, whose rotation could need the pool entry
+        // we are writing.
+        debug_assert!(
+            need <= written,
+            "bound {} below the window",
+            self.max_unsynced
+        );
+        self.counters.unsynced_waits.inc();
+        self.wait(need.min(written), Level::Durable, None)
+    }
+
+    /// After a write: once half the bound is written and not durable, asks the driver thread
+    /// for an fdatasync, so that writers seldom wait for one.
+    fn request_sync_if_behind(&self) {
+        if self.max_unsynced == u64::MAX {
+            return;
+        }
+        let written = self.written();
+        if written.saturating_sub(self.durable()) >= self.max_unsynced / 2 {
+            self.driver.request(written, Level::Durable);
+        }
     }
 
     /// Marks `seq` written, and if it was the lowest outstanding one carries the written

@@ -127,6 +127,7 @@ impl Log {
             slot_pool: options.slot_pool,
             lanes: options.lane_count(),
             lane_chunk: options.lane_chunk(),
+            max_unsynced: options.max_unsynced,
         };
         let buffer = LogBuffer::new(SegmentSink(segments.clone()), config, recovered.end);
         let inner = Arc::new(Inner {
@@ -162,6 +163,11 @@ impl Log {
                     .spawn(move || run_flusher(weak, interval))
                     .map_err(|e| Error::io("spawn thread", "slotlog-flush", None, e))?,
             );
+        }
+        if options.max_unsynced.is_some() {
+            // It runs the fdatasyncs that keep writers under the bound ("Bounded unsynced
+            // bytes" in docs/design.md).
+            log.driver()?;
         }
         Ok(log)
     }

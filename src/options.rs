@@ -76,6 +76,7 @@ pub struct Options {
     pub(crate) lanes: Option<usize>,
     pub(crate) max_record_size: usize,
     pub(crate) flush_interval: Option<Duration>,
+    pub(crate) max_unsynced: Option<u64>,
     pub(crate) recovery: RecoveryMode,
     pub(crate) recycle_segments: usize,
     pub(crate) storage: Arc<dyn Storage>,
@@ -90,6 +91,7 @@ impl Default for Options {
             lanes: None,
             max_record_size: 16 << 20,
             flush_interval: Some(Duration::from_millis(10)),
+            max_unsynced: None,
             recovery: RecoveryMode::TolerateTornTail,
             recycle_segments: 2,
             storage: Arc::new(OsStorage),
@@ -106,6 +108,7 @@ impl fmt::Debug for Options {
             .field("lanes", &self.lanes)
             .field("max_record_size", &self.max_record_size)
             .field("flush_interval", &self.flush_interval)
+            .field("max_unsynced", &self.max_unsynced)
             .field("recovery", &self.recovery)
             .field("recycle_segments", &self.recycle_segments)
             .finish_non_exhaustive()
@@ -176,6 +179,41 @@ impl Options {
         self
     }
 
+    /// At most this many bytes are ever written to the files beyond what is durable, so that a
+    /// power loss cannot make [`Log::open`](crate::Log::open) refuse the log. `None` (the
+    /// default) sets no bound.
+    ///
+    /// Why: slots reach the file out of order, and after a process crash recovery tells a torn
+    /// tail from damage by the in-flight window (`docs/design.md`, "Recovery"). After a power
+    /// loss the kernel may also have written back unsynced (`NoSync`/`WriteOnly`) data out of
+    /// order, leaving a hole further below valid records than that window; without a bound,
+    /// `open` then fails with [`Error::Corrupt`](crate::Error::Corrupt) until it is given
+    /// [`RecoveryMode::KeepValidPrefix`]. (No `FullSync` acknowledgement is lost either way:
+    /// all of them lie below the first hole.) With a bound, a hole after a power loss is always
+    /// within it, and recovery cuts it as a torn tail; segment headers record the bound so
+    /// that every later `open` allows it.
+    ///
+    /// How: the async driver thread runs an fdatasync whenever half the bound is written and
+    /// not durable, and a slot write that would pass the bound first waits for an fdatasync
+    /// ([`Stats::unsynced_waits`](crate::Stats::unsynced_waits) counts those waits). So appends
+    /// run at the disk's write bandwidth once they outpace it, and an append, `append_async`
+    /// included, may then wait for an fdatasync. The bound must be at least
+    /// [`Options::in_flight_window`], a little over 128 MiB with the default options (lower
+    /// `max_record_size` or `slot_pool` to allow a smaller bound). The price in
+    /// recovery: damage less than the bound before the last valid frame counts as a torn tail
+    /// (cut) rather than as corruption (refused), where without a bound the in-flight window
+    /// decides.
+    ///
+    /// ```
+    /// use slotlog::Options;
+    /// // The in-flight window is 4 × 2 MiB (and 128 B) here.
+    /// let opts = Options::default().max_record_size(1 << 20).max_unsynced(Some(64 << 20));
+    /// ```
+    pub fn max_unsynced(mut self, bytes: Option<u64>) -> Self {
+        self.max_unsynced = bytes;
+        self
+    }
+
     /// What `open` does with damage a crash cannot explain. Default
     /// [`RecoveryMode::TolerateTornTail`].
     pub fn recovery_mode(mut self, mode: RecoveryMode) -> Self {
@@ -203,11 +241,28 @@ impl Options {
         self.max_record_size as u64 + FRAME_HEADER_LEN as u64
     }
 
-    /// The most log address space that can be reserved and not yet written at one time: every
-    /// pool entry in flight, each a buffer, or one unbuffered record after at most the padding
-    /// of a segment end too small for it (so less than two frames).
-    pub(crate) fn in_flight_window(&self) -> u64 {
+    /// The in-flight window: the most log address space these options let the log reserve and
+    /// not yet write at one time, `slot_pool` × max(`slot_size`, 2 × (`max_record_size` + 16)):
+    /// every pool entry in flight, each a slot buffer or one unbuffered record after at most
+    /// the padding of a segment end too small for it (so less than two frames). 134,217,856
+    /// bytes (128 MiB and 128 B) with the defaults. Recovery allows a torn tail this wide
+    /// (`docs/design.md`, "Recovery"), and [`Options::max_unsynced`] must be at least this.
+    ///
+    /// ```
+    /// use slotlog::Options;
+    /// let opts = Options::default().max_record_size(1 << 20);
+    /// let bound = opts.in_flight_window().max(64 << 20);
+    /// let opts = opts.max_unsynced(Some(bound));
+    /// ```
+    pub fn in_flight_window(&self) -> u64 {
         self.slot_pool as u64 * (self.slot_bytes() as u64).max(2 * self.max_frame())
+    }
+
+    /// The window recovery allows between the first hole and the last valid frame, and that
+    /// segment headers record: the in-flight window, or the bound on unsynced bytes if that is
+    /// larger ([`Options::max_unsynced`]).
+    pub(crate) fn recovery_window(&self) -> u64 {
+        self.in_flight_window().max(self.max_unsynced.unwrap_or(0))
     }
 
     /// The lanes this log uses (see [`Options::lanes`]).
@@ -285,6 +340,14 @@ impl Options {
                 "segment_size {} cannot hold the segment header plus the largest frame or slot ({} bytes)",
                 self.segment_size, min_segment
             ));
+        }
+        if let Some(bound) = self.max_unsynced {
+            let window = self.in_flight_window();
+            if bound < window {
+                return bad(format!(
+                    "max_unsynced ({bound}) must be at least the in-flight window, {window} bytes (slot_pool × max(slot_size, 2 × (max_record_size + 16)))"
+                ));
+            }
         }
         if let Some(d) = self.flush_interval {
             if d.is_zero() {

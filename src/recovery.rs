@@ -80,7 +80,7 @@ pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> R
     let mut geometry = Geometry {
         log_id: random_log_id(),
         payload: options.segment_size - SEGMENT_HEADER_LEN as u64,
-        window: options.in_flight_window(),
+        window: options.recovery_window(),
         max_record: options.max_record_size as u64,
     };
     if bases.is_empty() {

@@ -76,6 +76,7 @@ pub(crate) struct Counters {
     pub(crate) parks: Counter,
     pub(crate) follower_parks: Counter,
     pub(crate) pool_waits: Counter,
+    pub(crate) unsynced_waits: Counter,
     pub(crate) unbuffered: Counter,
     pub(crate) pads: Counter,
     pub(crate) lane_chunks: Counter,
@@ -162,6 +163,10 @@ pub struct Stats {
     pub follower_parks: u64,
     /// Times a rotation waited for a free pool slot.
     pub pool_waits: u64,
+    /// Slot or unbuffered writes that first waited for an fdatasync because they would have
+    /// put more than [`Options::max_unsynced`](crate::Options::max_unsynced) bytes beyond the
+    /// durable frontier (always zero without that bound). Rising: appends outpace the disk.
+    pub unsynced_waits: u64,
     /// `write` calls that wrote a slot buffer or an unbuffered record.
     pub writes: u64,
     /// Group commits: each made everything written so far durable, with one `fdatasync` per
@@ -226,6 +231,7 @@ impl Counters {
             parks: self.parks.get(),
             follower_parks: self.follower_parks.get(),
             pool_waits: self.pool_waits.get(),
+            unsynced_waits: self.unsynced_waits.get(),
             writes: self.writes.get(),
             fdatasyncs: self.fdatasyncs.get(),
             fdatasync_nanos: self.fdatasync_nanos.get(),

@@ -83,6 +83,7 @@ fn a_batch_of_256_kib_is_written_beside_a_running_write() {
         slot_pool: 4,
         lanes: 0,
         lane_chunk: 8 << 10,
+        max_unsynced: None,
     };
     let buf = Arc::new(LogBuffer::new(sink.clone(), config, 0));
     let deadline = Instant::now() + Duration::from_secs(60);

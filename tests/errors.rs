@@ -404,6 +404,8 @@ fn invalid_options_are_rejected_with_a_reason() {
             small().flush_interval(Some(Duration::ZERO)),
             "flush_interval",
         ),
+        // Below the in-flight window: a writer's wait could need a write behind its own.
+        (small().max_unsynced(Some(4096)), "max_unsynced"),
     ];
     for (options, word) in cases {
         match Log::open(&dir, options.clone()) {

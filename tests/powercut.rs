@@ -118,6 +118,8 @@ struct Geometry {
     slot_pool: usize,
     max_record: usize,
     flush_interval: Option<Duration>,
+    /// `Options::max_unsynced`.
+    max_unsynced: Option<u64>,
 }
 
 impl Geometry {
@@ -128,6 +130,7 @@ impl Geometry {
         slot_pool: 3,
         max_record: 4096,
         flush_interval: None,
+        max_unsynced: None,
     };
 
     fn random(rng: &mut Rng) -> Geometry {
@@ -147,7 +150,13 @@ impl Geometry {
             slot_pool: rng.range(3, 4) as usize,
             max_record,
             flush_interval,
+            max_unsynced: None,
         }
+    }
+
+    /// The in-flight window of these options: the smallest `max_unsynced` they allow.
+    fn window(&self) -> u64 {
+        self.slot_pool as u64 * (self.slot_size as u64).max(2 * (self.max_record as u64 + 16))
     }
 
     fn options(&self, sim: &Arc<SimStorage>) -> Options {
@@ -157,6 +166,7 @@ impl Geometry {
             .slot_pool(self.slot_pool)
             .max_record_size(self.max_record)
             .flush_interval(self.flush_interval)
+            .max_unsynced(self.max_unsynced)
             .storage(sim.clone())
     }
 
@@ -406,13 +416,31 @@ fn append_after_recovery(
 
 // ----- power cut -------------------------------------------------------------------------
 
-fn power_cut_case(seed: u64, totals: &[AtomicU64; 4]) {
+/// How a power-cut case cuts power.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CutKind {
+    /// `SimStorage::power_cut`: only synced bytes survive (maybe with a torn last write).
+    Synced,
+    /// `SimStorage::power_cut_with_writeback`: a random half of the unsynced pages survive too,
+    /// in no order. The log runs with `max_unsynced` (one or two windows), which must make every
+    /// such cut recoverable in the default mode.
+    Writeback,
+}
+
+fn power_cut_case(seed: u64, totals: &[AtomicU64; 5], kind: CutKind) {
     let mut rng = Rng(seed);
-    let g = Geometry::random(&mut rng);
+    let mut g = Geometry::random(&mut rng);
     let threads = rng.range(4, 8) as usize;
     let per_thread: Vec<u64> = (0..threads).map(|_| rng.range(20, 150)).collect();
     let cut_after = rng.range(0, per_thread[0]);
     let tear = rng.chance(1, 2);
+    if kind == CutKind::Writeback {
+        g.max_unsynced = Some(g.window() * rng.range(1, 2));
+    }
+    let cut_power = move |sim: &SimStorage| match kind {
+        CutKind::Synced => sim.power_cut(tear),
+        CutKind::Writeback => sim.power_cut_with_writeback(seed),
+    };
 
     let sim = SimStorage::new();
     let log = Arc::new(Log::open(dir(), g.options(&sim)).unwrap());
@@ -436,10 +464,14 @@ fn power_cut_case(seed: u64, totals: &[AtomicU64; 4]) {
                     if tid == 0 && seq as u64 == cut_after {
                         // SeqCst: an append that reads `false` afterwards completed before the cut.
                         cut.store(true, Ordering::SeqCst);
-                        sim.power_cut(tear);
+                        cut_power(&sim);
                     }
                     let len = random_len(&mut rng, &g);
-                    let durability = random_durability(&mut rng);
+                    let mut durability = random_durability(&mut rng);
+                    if kind == CutKind::Writeback && rng.chance(3, 4) {
+                        // Mostly unsynced bytes, so that writes reach the bound.
+                        durability = Durability::NoSync;
+                    }
                     let mut res = log.append(&payload(tid as u32, seq, len), durability);
                     let acked_before_cut = res.is_ok() && !cut.load(Ordering::SeqCst);
                     // Now and then a NoSync record is made durable by a wait for it (which
@@ -465,7 +497,7 @@ fn power_cut_case(seed: u64, totals: &[AtomicU64; 4]) {
                 }
                 if tid == 0 && !cut.load(Ordering::SeqCst) {
                     cut.store(true, Ordering::SeqCst);
-                    sim.power_cut(tear);
+                    cut_power(&sim);
                 }
                 trace
             })
@@ -479,6 +511,7 @@ fn power_cut_case(seed: u64, totals: &[AtomicU64; 4]) {
         "a FullSync append succeeded after the cut"
     );
     totals[3].fetch_add(log.stats().lane_chunks, Ordering::Relaxed);
+    totals[4].fetch_add(log.stats().unsynced_waits, Ordering::Relaxed);
     drop(Arc::try_unwrap(log).expect("log still shared"));
 
     let log = Log::open(dir(), g.options(&sim))
@@ -505,9 +538,11 @@ fn power_cut_case(seed: u64, totals: &[AtomicU64; 4]) {
 
 #[test]
 fn power_cut_keeps_every_full_sync_ack_and_a_gap_free_prefix() {
-    let totals: [AtomicU64; 4] = Default::default();
-    run_cases("power_cut", 30, |seed| power_cut_case(seed, &totals));
-    let [durable, recovered, attempts, chunks] = totals.map(|t| t.into_inner());
+    let totals: [AtomicU64; 5] = Default::default();
+    run_cases("power_cut", 30, |seed| {
+        power_cut_case(seed, &totals, CutKind::Synced)
+    });
+    let [durable, recovered, attempts, chunks, _] = totals.map(|t| t.into_inner());
     eprintln!("power_cut: {attempts} appends, {durable} durable acks (FullSync appends and waits) before the cut checked, {recovered} records recovered, {chunks} lane chunks");
     assert!(
         durable > 0 && recovered > 0,
@@ -515,6 +550,216 @@ fn power_cut_keeps_every_full_sync_ack_and_a_gap_free_prefix() {
     );
     // Small NoSync records of contending threads may go through lanes here (few do: most
     // records are durable or large); tests/lanes.rs has the power-cut test that relies on them.
+}
+
+// ----- power cuts with out-of-order writeback ----------------------------------------------
+
+/// The power-cut property with a cut that also keeps a random half of the unsynced pages, on a
+/// log bounded by `max_unsynced`: `open` in the default mode must always succeed, with every
+/// FullSync ack and a gap-free prefix.
+#[test]
+fn power_cut_with_writeback_under_a_bound_opens_and_keeps_every_full_sync_ack() {
+    let totals: [AtomicU64; 5] = Default::default();
+    run_cases("writeback_cut", 30, |seed| {
+        power_cut_case(seed, &totals, CutKind::Writeback)
+    });
+    let [durable, recovered, attempts, _, waits] = totals.map(|t| t.into_inner());
+    // The driver's fdatasyncs usually keep writers under the bound here; the test below holds
+    // them back to make writers wait.
+    eprintln!("writeback_cut: {attempts} appends, {durable} durable acks checked, {recovered} records recovered, {waits} writes waited for the bound");
+    assert!(durable > 0 && recovered > 0, "no FullSync ack before a cut");
+}
+
+/// While fdatasyncs are held back, `NoSync` appends stop once the bound is reached, instead of
+/// writing more unsynced bytes: the files never hold more than `max_unsynced` bytes a power cut
+/// could lose or reorder, and the writer that waits counts in `Stats::unsynced_waits`.
+#[test]
+fn writes_wait_for_an_fdatasync_rather_than_pass_the_bound() {
+    let g = Geometry {
+        max_unsynced: Some(Geometry::SMALL.window()),
+        ..Geometry::SMALL
+    };
+    let bound = g.max_unsynced.unwrap();
+    let sim = SimStorage::new();
+    // Held fdatasyncs wait here; `waiting` counts them.
+    let gate = Arc::new((
+        parking_lot::Mutex::new((true, 0usize)),
+        parking_lot::Condvar::new(),
+    ));
+    let most_unsynced = Arc::new(AtomicU64::new(0));
+    let storage = {
+        let (gate, sim, most) = (gate.clone(), sim.clone(), most_unsynced.clone());
+        common::SyncHook::with_writes(
+            sim.clone(),
+            move |sync| {
+                let (lock, cv) = &*gate;
+                let mut g = lock.lock();
+                g.1 += 1;
+                cv.notify_all();
+                while g.0 {
+                    cv.wait(&mut g);
+                }
+                drop(g);
+                sync()
+            },
+            move |write| {
+                let res = write();
+                most.fetch_max(sim.unsynced_bytes(), Ordering::SeqCst);
+                res
+            },
+        )
+    };
+    // Opens the gate when dropped, also while a failed assertion unwinds: the log's threads
+    // must finish their fdatasyncs for the log to close.
+    struct OpenOnDrop(Arc<(parking_lot::Mutex<(bool, usize)>, parking_lot::Condvar)>);
+    impl Drop for OpenOnDrop {
+        fn drop(&mut self) {
+            self.0 .0.lock().0 = false;
+            self.0 .1.notify_all();
+        }
+    }
+    let log = Arc::new(Log::open(dir(), g.options(&sim).storage(storage)).unwrap());
+    // Declared after the log, so dropped before it.
+    let opener = OpenOnDrop(gate.clone());
+    let total = 5 * bound;
+    let appender = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let mut seq = 0;
+            while log.end_lsn().unwrap().as_u64() < total {
+                log.append(&payload(0, seq, 1000), Durability::NoSync)
+                    .unwrap();
+                seq += 1;
+            }
+            log.flush().unwrap();
+        })
+    };
+    // Wait until a writer waits for the bound with an fdatasync held. Nothing signals the
+    // count, so this polls it every millisecond, for 20 s at most (a hang detector).
+    {
+        let (lock, cv) = &*gate;
+        let mut st = lock.lock();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !(st.1 > 0 && log.stats().unsynced_waits > 0) {
+            assert!(
+                Instant::now() < deadline,
+                "no write waited for the bound in 20 s: {}",
+                log.debug_state()
+            );
+            cv.wait_for(&mut st, Duration::from_millis(1));
+        }
+    }
+    assert!(
+        !appender.is_finished(),
+        "the appender wrote {total} bytes with every fdatasync held"
+    );
+    assert!(sim.unsynced_bytes() <= bound);
+    drop(opener);
+    appender.join().unwrap();
+    let most = most_unsynced.load(Ordering::SeqCst);
+    assert!(
+        most <= bound,
+        "{most} unsynced bytes in the files at once, bound {bound}"
+    );
+    assert!(
+        most > bound / 2,
+        "the bound was never approached ({most} bytes)"
+    );
+    Arc::try_unwrap(log).unwrap().close().unwrap();
+}
+
+/// One thread: 5 FullSync records, then `NoSync` records of 1,000 bytes, 16 windows' worth,
+/// written out by `flush`, then a power cut keeping a random half (by `seed`) of the unsynced
+/// pages.
+fn unsynced_run_then_writeback_cut(seed: u64, g: &Geometry) -> CutRun {
+    let sim = SimStorage::new();
+    let log = Log::open(dir(), g.options(&sim)).unwrap();
+    let mut appended = BTreeMap::new();
+    let mut acked = Vec::new();
+    for seq in 0..5 {
+        let data = payload(0, seq, 100);
+        let lsn = log.append(&data, Durability::FullSync).unwrap();
+        appended.insert(lsn, data.clone());
+        acked.push((lsn, data));
+    }
+    let mut seq = 5;
+    while log.end_lsn().unwrap().as_u64() < 16 * Geometry::SMALL.window() {
+        let data = payload(0, seq, 1000);
+        appended.insert(log.append(&data, Durability::NoSync).unwrap(), data);
+        seq += 1;
+    }
+    log.flush().unwrap();
+    sim.power_cut_with_writeback(seed);
+    drop(log);
+    CutRun {
+        sim,
+        appended,
+        acked,
+    }
+}
+
+/// What [`unsynced_run_then_writeback_cut`] left.
+struct CutRun {
+    sim: Arc<SimStorage>,
+    /// Every record appended, by its Lsn.
+    appended: BTreeMap<Lsn, Vec<u8>>,
+    /// The FullSync acks.
+    acked: Vec<(Lsn, Vec<u8>)>,
+}
+
+/// Why `max_unsynced` exists: without it, a power cut that wrote back unsynced pages out of
+/// order can leave valid records more than the in-flight window after a hole, and the default
+/// mode refuses the log (Corrupt). `KeepValidPrefix` opens it with every FullSync ack. With
+/// the bound, the same runs open in the default mode.
+#[test]
+fn without_a_bound_writeback_can_leave_a_log_that_only_keep_valid_prefix_opens() {
+    let seed = common::seed("writeback_refusal");
+    let mut refused = 0;
+    for case in 0..8 {
+        let seed = seed.wrapping_add(case);
+        let ctx = format!("seed {seed}: ");
+        let g = Geometry::SMALL;
+        let CutRun {
+            sim,
+            appended,
+            acked,
+        } = unsynced_run_then_writeback_cut(seed, &g);
+        match Log::open(dir(), g.options(&sim)) {
+            Ok(log) => check_acks_and_origins(&log, &acked, &appended, &ctx),
+            Err(slotlog::Error::Corrupt { .. }) => {
+                refused += 1;
+                let opts = g
+                    .options(&sim)
+                    .recovery_mode(slotlog::RecoveryMode::KeepValidPrefix);
+                let log = Log::open(dir(), opts).unwrap();
+                check_acks_and_origins(&log, &acked, &appended, &ctx);
+            }
+            Err(e) => panic!("{ctx}open failed with {e}, not Corrupt"),
+        }
+
+        let bounded = Geometry {
+            max_unsynced: Some(g.window()),
+            ..g
+        };
+        let CutRun {
+            sim,
+            appended,
+            acked,
+        } = unsynced_run_then_writeback_cut(seed, &bounded);
+        let log = Log::open(dir(), bounded.options(&sim))
+            .unwrap_or_else(|e| panic!("{ctx}the bounded log did not open: {e}"));
+        check_acks_and_origins(&log, &acked, &appended, &ctx);
+        let got = read_all(&log);
+        assert!(
+            got.len() >= acked.len(),
+            "{ctx}the bounded log lost records"
+        );
+    }
+    eprintln!("writeback_refusal: {refused} of 8 unbounded runs refused, all bounded ones opened");
+    assert!(
+        refused > 0,
+        "seed {seed}: no unbounded run was refused; the scenario no longer shows the hole"
+    );
 }
 
 // ----- injected I/O errors ---------------------------------------------------------------------

@@ -237,6 +237,7 @@ pub fn buffer_with_lanes(
             slot_pool,
             lanes,
             lane_chunk,
+            max_unsynced: None,
         },
         0,
     ))

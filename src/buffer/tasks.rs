@@ -51,7 +51,7 @@ impl Driver {
     }
 
     /// Raises the target for `level` to `need`; wakes the driver if that raised it.
-    fn request(&self, need: u64, level: Level) {
+    pub(super) fn request(&self, need: u64, level: Level) {
         // SeqCst: the driver loads the target after taking its event key; this RMW and the
         // notification's RMW on the key are both SeqCst, so either the driver's load sees the
         // new target or its `wait(key)` sees a new key and returns.

@@ -20,6 +20,8 @@ struct MemSink {
     /// Every padding the protocol asked a header for `(lsn, bytes)`: segment ends (never
     /// written) and the rests of lane chunks (written with their slot).
     pads: Mutex<Vec<(u64, u64)>>,
+    /// `max_unsynced`: no write may end more than this past the synced mark.
+    bound: Option<u64>,
 }
 
 const SEGMENT: u64 = 40;
@@ -46,6 +48,14 @@ impl Sink for MemSink {
         );
         let prev = self.writes.lock().unwrap().insert(lsn, bytes);
         assert!(prev.is_none(), "address {lsn} written twice");
+        if let Some(bound) = self.bound {
+            let synced = *self.synced.lock().unwrap();
+            let end = lsn + parts.iter().map(|p| p.len() as u64).sum::<u64>();
+            assert!(
+                end <= synced + bound,
+                "a write ends at {end}, more than {bound} past the synced {synced}"
+            );
+        }
         Ok(())
     }
     fn sync(&self, _from: u64, to: u64) -> slotlog::Result<()> {
@@ -100,17 +110,35 @@ fn scenario_levels(
     lanes: usize,
     level: fn(usize, usize) -> Option<Level>,
 ) {
+    scenario_bounded(threads, tasks, per_thread, slot_size, lanes, level, None);
+}
+
+/// [`scenario_levels`] with a bound on unsynced bytes (the sink checks every write against
+/// it); the driver thread runs whenever there is a bound, as in `Log`.
+fn scenario_bounded(
+    threads: usize,
+    tasks: usize,
+    per_thread: usize,
+    slot_size: usize,
+    lanes: usize,
+    level: fn(usize, usize) -> Option<Level>,
+    max_unsynced: Option<u64>,
+) {
     let buf = Arc::new(LogBuffer::new(
-        MemSink::default(),
+        MemSink {
+            bound: max_unsynced,
+            ..MemSink::default()
+        },
         BufferConfig {
             slot_size,
             slot_pool: 3,
             lanes,
             lane_chunk: slot_size / 4,
+            max_unsynced,
         },
         0,
     ));
-    let driver = (tasks > 0).then(|| {
+    let driver = (tasks > 0 || max_unsynced.is_some()).then(|| {
         let buf = buf.clone();
         shuttle::thread::spawn(move || buf.run_driver())
     });
@@ -320,6 +348,33 @@ fn one_lane_claims_race_full_closes() {
     check_iters("one_lane_claims_race_full_closes", 40 * iters(), || {
         scenario_levels(6, 0, 8, 32, 1, |_, _| None)
     });
+}
+
+#[test]
+fn writers_wait_for_fdatasyncs_under_a_bound_on_unsynced_bytes() {
+    // 12-byte slots and 12-byte unbuffered records: the in-flight window is 3 × 2 frames = 72
+    // bytes, the smallest bound allowed. Mostly NoSync records, from threads and tasks, so
+    // that writers reach the bound and wait for the driver's or their own fdatasyncs.
+    check(
+        "writers_wait_for_fdatasyncs_under_a_bound_on_unsynced_bytes",
+        || {
+            scenario_bounded(
+                5,
+                2,
+                5,
+                12,
+                0,
+                |t, s| {
+                    if (t + s) % 5 == 4 {
+                        Some(Level::Durable)
+                    } else {
+                        None
+                    }
+                },
+                Some(72),
+            )
+        },
+    );
 }
 
 #[test]
