@@ -53,6 +53,7 @@ fn main() -> std::io::Result<()> {
             |o| o.lanes(0),
         )?));
     }
+    let mut bounded = None;
     if wanted.iter().any(|w| w == "slotlog-bounded") {
         // The same log with `Options::max_unsynced`: the in-flight window (the smallest bound
         // the options allow), or `SLOTLOG_BENCH_MAX_UNSYNCED_MB` if that is more.
@@ -60,7 +61,7 @@ fn main() -> std::io::Result<()> {
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
-        systems.push(Arc::new(common::Slotlog::open_named(
+        let log = Arc::new(common::Slotlog::open_named(
             &dir.join("slotlog-bounded"),
             level,
             "slotlog-bounded",
@@ -68,7 +69,9 @@ fn main() -> std::io::Result<()> {
                 let bound = o.in_flight_window().max(mb << 20);
                 o.max_unsynced(Some(bound))
             },
-        )?));
+        )?);
+        bounded = Some(log.clone());
+        systems.push(log);
     }
     systems.extend(common::baselines(&dir)?);
     systems.retain(|s| wanted.iter().any(|w| s.name().contains(w.as_str())));
@@ -80,7 +83,12 @@ fn main() -> std::io::Result<()> {
             // Not timed: no round pays for the writeback of the one before it (or of an earlier
             // process), which on 2 cores takes CPU from the appenders.
             common::sync_file_system(&dir)?;
-            let before = slotlog.log.stats();
+            // The counters of whichever slotlog runs this round.
+            let counted = match &bounded {
+                Some(b) if Arc::ptr_eq(wal, &(b.clone() as Arc<dyn Wal>)) => b.clone(),
+                _ => slotlog.clone(),
+            };
+            let before = counted.log.stats();
             let p = common::run_timed(
                 wal,
                 threads,
@@ -90,7 +98,7 @@ fn main() -> std::io::Result<()> {
                 u64::MAX,
                 false,
             );
-            let after = slotlog.log.stats();
+            let after = counted.log.stats();
             wal.reset();
             eprintln!(
                 "round {round} {:<24} {:>12.0} appends/s {:>8.2} cpu-µs/append",
@@ -98,7 +106,7 @@ fn main() -> std::io::Result<()> {
                 p.rate(),
                 p.cpu_per_million()
             );
-            if Arc::ptr_eq(wal, &(slotlog.clone() as Arc<dyn Wal>)) {
+            if Arc::ptr_eq(wal, &(counted.clone() as Arc<dyn Wal>)) {
                 eprintln!("        {}", protocol_counters(&before, &after, p.wall));
             }
             rates[i].push(p.rate());
@@ -143,7 +151,8 @@ fn protocol_counters(a: &slotlog::Stats, b: &slotlog::Stats, wall: f64) -> Strin
     });
     format!(
         "per append: {:.3} join retries, {:.3} parks ({:.3} as followers), {:.3} pool waits, \
-         {:.4} lane chunks; {}, {}{sync_time} (in the round: {} parks, {} pool waits; segments: {} recycled, {} \
+         {:.4} lane chunks; {}, {}{sync_time} (in the round: {} parks, {} pool waits, {} writes waited \
+         for max_unsynced; segments: {} recycled, {} \
          zero-filled, {} made sparse, {} installed by a writer)",
         per(a.cas_retries, b.cas_retries),
         per(a.parks, b.parks),
@@ -154,6 +163,7 @@ fn protocol_counters(a: &slotlog::Stats, b: &slotlog::Stats, wall: f64) -> Strin
         records_per("fdatasync", a.fdatasyncs, b.fdatasyncs),
         b.parks - a.parks,
         b.pool_waits - a.pool_waits,
+        b.unsynced_waits - a.unsynced_waits,
         b.segments_recycled - a.segments_recycled,
         b.segments_created - a.segments_created,
         b.segments_sparse - a.segments_sparse,
