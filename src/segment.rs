@@ -75,6 +75,9 @@ pub(crate) struct Segments {
     creating: Mutex<u64>,
     /// Files kept by `truncate_front` for reuse.
     spares: Mutex<Vec<PathBuf>>,
+    /// Segments `truncate_front` took out of `list` whose rename or removal is not durable yet.
+    /// fdatasyncs still cover them ([`Segments::sync_set`]). Locked after `list`.
+    leaving: Mutex<Vec<Arc<Segment>>>,
     recycle_limit: usize,
     /// The highest address a writer has started writing at; tells the preparer how far ahead
     /// it must be.
@@ -110,6 +113,7 @@ impl Segments {
             list: RwLock::new(list),
             creating: Mutex::new(0),
             spares: Mutex::new(Vec::new()),
+            leaving: Mutex::new(Vec::new()),
             recycle_limit,
             write_hint: AtomicU64::new(0),
             prepare_wanted: Mutex::new(false),
@@ -129,6 +133,21 @@ impl Segments {
 
     pub(crate) fn snapshot(&self) -> Vec<Arc<Segment>> {
         self.list.read().clone()
+    }
+
+    /// What an fdatasync must cover: the segments, and those leaving the log whose directory
+    /// change is not durable yet. A leaving segment may still hold bytes that are written and
+    /// not durable (`truncate_front` cuts at the written frontier); an fdatasync that skipped
+    /// them would still move the durable frontier over them, and a power cut before the
+    /// directory fsync would bring the segment back with a hole, where recovery would cut the
+    /// log, FullSync acknowledgements after it included (found by review, 2026-12-07;
+    /// `tests/powercut.rs`
+    /// `truncate_front_never_lets_an_fdatasync_pass_unsynced_bytes_of_a_segment_it_removes`).
+    fn sync_set(&self) -> Vec<Arc<Segment>> {
+        let list = self.list.read();
+        let mut set = self.leaving.lock().clone();
+        set.extend(list.iter().cloned());
+        set
     }
 
     /// The base of the oldest segment (0 before the first one exists).
@@ -328,7 +347,10 @@ impl Segments {
             let keep_from = list
                 .partition_point(|s| s.end() <= upto)
                 .min(list.len().saturating_sub(1));
-            list.drain(..keep_from).collect()
+            let removed: Vec<Arc<Segment>> = list.drain(..keep_from).collect();
+            // Under the list lock, so that every fdatasync sees each segment in one place.
+            self.leaving.lock().extend(removed.iter().cloned());
+            removed
         };
         let mut kept = Vec::new();
         // Lowest first, each rename or removal durable before the next: a power cut leaves the
@@ -349,6 +371,10 @@ impl Segments {
             self.storage
                 .sync_dir(&self.dir)
                 .map_err(|e| Error::io("fsync", &self.dir, None, e))?;
+            // Out of the log for good: a power cut now leaves it renamed or removed. (After a
+            // failure the rest stay in `leaving`, covered by every fdatasync until the next
+            // `open`.)
+            self.leaving.lock().retain(|s| !Arc::ptr_eq(s, seg));
         }
         // Offered for reuse only once their new names are durable: an installer makes its new
         // header durable before its own directory fsync, so a spare taken earlier could be
@@ -480,7 +506,7 @@ impl Sink for SegmentSink {
 
     fn sync(&self, from: u64, to: u64) -> Result<()> {
         self.0.syncs.fetch_add(1, Ordering::Relaxed);
-        for seg in self.0.snapshot() {
+        for seg in self.0.sync_set() {
             if seg.end() > from && seg.base() < to {
                 seg.file
                     .sync_data()

@@ -1149,6 +1149,77 @@ fn truncate_front_offers_spares_only_after_their_names_are_durable() {
     log.close().unwrap();
 }
 
+/// `truncate_front` takes a segment out of the list before it renames or removes it, and an
+/// fdatasync covers only the segments in the list. A segment it removed with bytes written
+/// but not durable (NoSync records at its end) used to be skipped by an fdatasync that ran
+/// before the directory fsync, which moved the durable frontier over them anyway: a FullSync
+/// append acknowledged then, and a power cut before the directory fsync brought the segment
+/// back with a hole, and recovery cut the log there, acknowledged record and all. Found by
+/// review (2026-12-07); lost the record on the code before the fix.
+#[test]
+fn truncate_front_never_lets_an_fdatasync_pass_unsynced_bytes_of_a_segment_it_removes() {
+    let sim = SimStorage::new();
+    let hooks = Arc::new(HookStorage {
+        sim: sim.clone(),
+        before_sync_dir: parking_lot::Mutex::new(None),
+        cut_on_durable_write: Arc::new(AtomicBool::new(false)),
+        cut: Arc::new(AtomicBool::new(false)),
+    });
+    let log = Arc::new(Log::open(dir(), recycling_options(&sim).storage(hooks.clone())).unwrap());
+    let payload_per_segment = (32u64 << 10) - 64;
+    let mut appended = BTreeMap::new();
+    let mut acked = Vec::new();
+    let mut n = 0;
+    // Segment 0 durable up to ~3 KB before its end, then NoSync records into segment 1,
+    // written (flush) but not durable.
+    while log.end_lsn().unwrap().as_u64() < payload_per_segment - 3000 {
+        let data = payload(0, n, 1000);
+        let lsn = log.append(&data, Durability::FullSync).unwrap();
+        appended.insert(lsn, data.clone());
+        acked.push((lsn, data));
+        n += 1;
+    }
+    while log.end_lsn().unwrap().as_u64() < payload_per_segment + 3000 {
+        let data = payload(0, n, 1000);
+        appended.insert(log.append(&data, Durability::NoSync).unwrap(), data);
+        n += 1;
+    }
+    log.flush().unwrap();
+    // Between segment 0's rename and the directory fsync: a FullSync append, then the cut.
+    let late = Arc::new(parking_lot::Mutex::new(None));
+    let (inner, cut, sim2, late2) = (log.clone(), hooks.cut.clone(), sim.clone(), late.clone());
+    *hooks.before_sync_dir.lock() = Some(Box::new(move || {
+        let data = payload(1, 0, 500);
+        if let Ok(lsn) = inner.append(&data, Durability::FullSync) {
+            if !cut.load(Ordering::SeqCst) {
+                *late2.lock() = Some((lsn, data));
+            }
+        }
+        sim2.power_cut(false);
+        cut.store(true, Ordering::SeqCst);
+    }));
+    let _ = log.truncate_front(Lsn::from_u64(payload_per_segment));
+    assert!(
+        hooks.cut.load(Ordering::SeqCst),
+        "truncate_front never synced the directory"
+    );
+    drop(
+        Arc::try_unwrap(log)
+            .map_err(|_| "log still shared")
+            .unwrap(),
+    );
+    let late = late
+        .lock()
+        .take()
+        .expect("the FullSync append inside truncate_front failed");
+    appended.insert(late.0, late.1.clone());
+    acked.push(late);
+    let log = Log::open(dir(), recycling_options(&sim))
+        .unwrap_or_else(|e| panic!("reopen after the power cut failed: {e}"));
+    check_acks_and_origins(&log, &acked, &appended, "");
+    log.close().unwrap();
+}
+
 /// `Log::wait`: a batch of NoSync appends made durable by one blocking wait for the last of
 /// them survives a power cut; a second wait for it returns without an fdatasync; a wait beyond
 /// the end covers everything appended before it.
