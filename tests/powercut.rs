@@ -431,12 +431,20 @@ fn power_cut_case(seed: u64, totals: &[AtomicU64; 5], kind: CutKind) {
     let mut rng = Rng(seed);
     let mut g = Geometry::random(&mut rng);
     let threads = rng.range(4, 8) as usize;
-    let per_thread: Vec<u64> = (0..threads).map(|_| rng.range(20, 150)).collect();
-    let cut_after = rng.range(0, per_thread[0]);
+    let mut per_thread: Vec<u64> = (0..threads).map(|_| rng.range(20, 150)).collect();
+    let mut cut_after = rng.range(0, per_thread[0]);
     let tear = rng.chance(1, 2);
-    if kind == CutKind::Writeback {
-        g.max_unsynced = Some(g.window() * rng.range(1, 2));
-    }
+    // What a thread makes durable: FullSync appends, and a FullSync wait after a NoSync append.
+    let (full_sync_in, wait_in) = match kind {
+        CutKind::Synced => (None, 4),
+        // Long unsynced runs: the bytes beyond the durable frontier must reach the bound.
+        CutKind::Writeback => {
+            g.max_unsynced = Some(g.window() * rng.range(1, 2));
+            per_thread.iter_mut().for_each(|n| *n *= 3);
+            cut_after = rng.range(per_thread[0] / 2, per_thread[0]);
+            (Some(60), 60)
+        }
+    };
     let cut_power = move |sim: &SimStorage| match kind {
         CutKind::Synced => sim.power_cut(tear),
         CutKind::Writeback => sim.power_cut_with_writeback(seed),
@@ -468,16 +476,20 @@ fn power_cut_case(seed: u64, totals: &[AtomicU64; 5], kind: CutKind) {
                     }
                     let len = random_len(&mut rng, &g);
                     let mut durability = random_durability(&mut rng);
-                    if kind == CutKind::Writeback && rng.chance(3, 4) {
-                        // Mostly unsynced bytes, so that writes reach the bound.
-                        durability = Durability::NoSync;
+                    if let Some(n) = full_sync_in {
+                        durability = match rng.below(n) {
+                            0 => Durability::FullSync,
+                            1..=5 => Durability::WriteOnly,
+                            _ => Durability::NoSync,
+                        };
                     }
                     let mut res = log.append(&payload(tid as u32, seq, len), durability);
                     let acked_before_cut = res.is_ok() && !cut.load(Ordering::SeqCst);
                     // Now and then a NoSync record is made durable by a wait for it (which
                     // also covers every record below it).
                     let mut waited_durable = false;
-                    if let (Ok(lsn), Durability::NoSync, 0) = (&res, durability, rng.below(4)) {
+                    if let (Ok(lsn), Durability::NoSync, 0) = (&res, durability, rng.below(wait_in))
+                    {
                         let waited = log.wait(*lsn, Durability::FullSync);
                         waited_durable = waited.is_ok() && !cut.load(Ordering::SeqCst);
                         if let Err(e) = waited {
@@ -560,14 +572,14 @@ fn power_cut_keeps_every_full_sync_ack_and_a_gap_free_prefix() {
 #[test]
 fn power_cut_with_writeback_under_a_bound_opens_and_keeps_every_full_sync_ack() {
     let totals: [AtomicU64; 5] = Default::default();
-    run_cases("writeback_cut", 30, |seed| {
+    run_cases("writeback_cut", 100, |seed| {
         power_cut_case(seed, &totals, CutKind::Writeback)
     });
     let [durable, recovered, attempts, _, waits] = totals.map(|t| t.into_inner());
-    // The driver's fdatasyncs usually keep writers under the bound here; the test below holds
-    // them back to make writers wait.
     eprintln!("writeback_cut: {attempts} appends, {durable} durable acks checked, {recovered} records recovered, {waits} writes waited for the bound");
     assert!(durable > 0 && recovered > 0, "no FullSync ack before a cut");
+    // Without writes that reached the bound, the cases would not test it.
+    assert!(waits > 0, "no write ever waited for the bound");
 }
 
 /// While fdatasyncs are held back, `NoSync` appends stop once the bound is reached, instead of
