@@ -123,6 +123,8 @@ pub struct LogBuffer<S: Sink> {
     unbuffered_over: u64,
     /// [`BufferConfig::max_unsynced`], `u64::MAX` for none.
     max_unsynced: u64,
+    /// The largest unbuffered frame that bound allows: `max_unsynced / (2 × pool entries)`.
+    bounded_frame: u64,
     lanes: lanes::Lanes,
     lane_chunk: u64,
     /// NoSync frames up to this go through a lane.
@@ -187,7 +189,7 @@ impl<S: Sink> LogBuffer<S> {
         assert!(
             config.max_unsynced.unwrap_or(u64::MAX)
                 >= config.slot_pool as u64 * config.slot_size as u64,
-            "max_unsynced must be at least the in-flight window"
+            "max_unsynced must be at least slot_pool × slot_size (unbuffered frames are checked as they come)"
         );
         let n = config.slot_pool;
         let buffer = LogBuffer {
@@ -195,6 +197,7 @@ impl<S: Sink> LogBuffer<S> {
             slot_size: config.slot_size as u64,
             unbuffered_over: (config.slot_size / 2).max(sink.header_len() + 1) as u64,
             max_unsynced: config.max_unsynced.unwrap_or(u64::MAX),
+            bounded_frame: config.max_unsynced.unwrap_or(u64::MAX) / (2 * n as u64),
             lanes: lanes::new_lanes(config.lanes),
             lane_chunk: config.lane_chunk as u64,
             lane_frame_max: (config.lane_chunk / 4) as u64,
@@ -306,6 +309,16 @@ impl<S: Sink> LogBuffer<S> {
     fn place(&self, data: &[u8], level: Option<Level>, caller: Caller) -> Result<(u64, u64, u64)> {
         self.check_poison()?;
         let frame = (self.sink.header_len() + data.len()) as u64;
+        // Under a bound on unsynced bytes, every pool entry's worth of reserved space (an
+        // unbuffered frame after at most a padding shorter than it) must fit the bound N times
+        // ("Bounded unsynced bytes"). `Log` validates this for `max_record_size`; here it holds
+        // for callers of the protocol alone too.
+        if frame > self.unbuffered_over && frame > self.bounded_frame {
+            return Err(Error::RecordTooLarge {
+                len: data.len(),
+                max: (self.bounded_frame as usize).saturating_sub(self.sink.header_len()),
+            });
+        }
         let (lsn, unit) = if frame > self.unbuffered_over {
             self.append_unbuffered(data, frame, caller)?
         } else {
@@ -653,12 +666,12 @@ impl<S: Sink> LogBuffer<S> {
         let start = base.wrapping_add(prefill);
         let end = base.wrapping_add(st.joined());
         if st.joined() > prefill {
-            self.await_unsynced_room(end)?;
             // Guarded: until `complete` below, every waiter past this slot depends on us.
             let during = Error::Panicked {
                 during: "slot write",
             };
             let res = self.poison_if_unwinds(during, || {
+                self.await_unsynced_room(end)?;
                 // SAFETY: the slot is closed and every joiner released (`st.complete()`), and
                 // we acquired all those releases, so nobody writes these bytes any more; they
                 // are not reused before `complete` below frees the entry.
@@ -687,11 +700,11 @@ impl<S: Sink> LogBuffer<S> {
 
     /// Writes an extent's padding and record, then marks it written.
     fn write_extent(&self, x: &Extent, record: &[&[u8]]) -> Result<()> {
-        self.await_unsynced_room(x.end)?;
         let during = Error::Panicked {
             during: "slot write",
         };
         self.poison_if_unwinds(during, || {
+            self.await_unsynced_room(x.end)?;
             if let Some((lsn, total)) = x.pad {
                 self.counters.pads.inc();
                 if let Some(h) = self.sink.pad_header(lsn, total) {

@@ -57,7 +57,7 @@ mod waiters;
 pub use crate::error::{Error, Result};
 pub use crate::log::{Log, LogIter, Record, Wait};
 pub use crate::lsn::Lsn;
-pub use crate::options::{Durability, Options, RecoveryMode, MAX_LANES};
+pub use crate::options::{Durability, Options, RecoveryMode, MAX_LANES, MAX_UNSYNCED};
 pub use crate::stats::Stats;
 
 /// The slot protocol without files, for the loom models in `loom-tests/` and other model

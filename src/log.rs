@@ -198,7 +198,10 @@ impl Log {
     /// other threads' writes); if the record completes a slot, this call writes the slot (one
     /// `pwrite` into the page cache); and if the log outruns its segment preparer, that write
     /// first creates the next segment file (an fdatasync of a spare file and of the directory).
-    /// It never waits for its own record's write or fdatasync: a driver thread of the log,
+    /// With [`Options::max_unsynced`] set, a write that would pass the bound first waits for an
+    /// fdatasync, and may run it, on the calling thread: when appends outrun the disk,
+    /// backpressure reaches tasks too (a poll that writes a slot, below, likewise).
+    /// Otherwise it never waits for its own record's write or fdatasync: a driver thread of the log,
     /// started by the first async wait, closes slots and runs the fdatasyncs, and one fdatasync
     /// wakes every task it covers. Polling a `FullSync` future never blocks; polling a
     /// `WriteOnly` one may close the record's slot when no write is in progress and then write

@@ -50,6 +50,9 @@ const MAX_POOL_BYTES: u64 = 16 << 30;
 /// The largest segment file: a new log zero-fills its first segment inside `open`.
 const MAX_SEGMENT_SIZE: u64 = 1 << 40;
 
+/// The largest [`Options::max_unsynced`] bound.
+pub const MAX_UNSYNCED: u64 = 1 << 40;
+
 /// The most lanes a log can have (see [`Options::lanes`]): a slot's closer closes every lane,
 /// so the count is bounded even on machines with many CPUs.
 pub const MAX_LANES: usize = 16;
@@ -199,10 +202,12 @@ impl Options {
     /// run at the disk's write bandwidth once they outpace it, and an append, `append_async`
     /// included, may then wait for an fdatasync. The bound must be at least
     /// [`Options::in_flight_window`], a little over 128 MiB with the default options (lower
-    /// `max_record_size` or `slot_pool` to allow a smaller bound). The price in
-    /// recovery: damage less than the bound before the last valid frame counts as a torn tail
-    /// (cut) rather than as corruption (refused), where without a bound the in-flight window
-    /// decides.
+    /// `max_record_size` or `slot_pool` to allow a smaller bound), and at most [`MAX_UNSYNCED`]
+    /// (1 TiB). The price in recovery: damage less than the bound before the last valid frame
+    /// counts as a torn tail (cut) rather than as corruption (refused), where without a bound
+    /// the in-flight window decides. Segments this log appends to while bounded record the bound
+    /// in their headers, so recovery allows it, also in a later session without one, until
+    /// `truncate_front` has removed them.
     ///
     /// ```
     /// use slotlog::Options;
@@ -343,6 +348,11 @@ impl Options {
         }
         if let Some(bound) = self.max_unsynced {
             let window = self.in_flight_window();
+            // The headers keep the bound as the window recovery allows, so a huge one would
+            // turn off the detection of damage for good.
+            if bound > MAX_UNSYNCED {
+                return bad(format!("max_unsynced must be at most 1 TiB, got {bound}"));
+            }
             if bound < window {
                 return bad(format!(
                     "max_unsynced ({bound}) must be at least the in-flight window, {window} bytes (slot_pool × max(slot_size, 2 × (max_record_size + 16)))"

@@ -163,7 +163,8 @@ pub struct Stats {
     pub follower_parks: u64,
     /// Times a rotation waited for a free pool slot.
     pub pool_waits: u64,
-    /// Slot or unbuffered writes that first waited for an fdatasync because they would have
+    /// Slot writes and extents (an unbuffered record, a segment end's padding) that first
+    /// waited for an fdatasync because they would have
     /// put more than [`Options::max_unsynced`](crate::Options::max_unsynced) bytes beyond the
     /// durable frontier (always zero without that bound). Rising: appends outpace the disk.
     pub unsynced_waits: u64,

@@ -130,3 +130,29 @@ fn a_batch_of_256_kib_is_written_beside_a_running_write() {
     }
     assert_eq!(end, lsns[4] + frame);
 }
+
+/// Under a bound on unsynced bytes, an unbuffered record whose reservation (up to two frames
+/// per pool entry) could not fit the bound is refused: its writer's wait would need bytes not
+/// yet written. `Log` never gets here (`Options` refuses such a bound for its
+/// `max_record_size`); a caller of the protocol alone gets an error, not a silent overrun.
+#[test]
+fn the_protocol_refuses_an_unbuffered_record_too_large_for_the_unsynced_bound() {
+    let config = BufferConfig {
+        slot_size: 64,
+        slot_pool: 3,
+        lanes: 0,
+        lane_chunk: 16,
+        max_unsynced: Some(192),
+    };
+    let sink = HeldSink::default();
+    sink.let_first_finish();
+    let buf = LogBuffer::new(sink, config, 0);
+    // 192 / (2 × 3) = 32-byte frames at most: 16 bytes of record.
+    match buf.append(&[7u8; 1000], Some(Level::Durable)) {
+        Err(slotlog::Error::RecordTooLarge { len: 1000, max: 16 }) => {}
+        other => panic!("expected RecordTooLarge {{ len: 1000, max: 16 }}, got {other:?}"),
+    }
+    // Buffered records are not affected, and the log is not poisoned.
+    buf.append(&[7u8; 10], Some(Level::Durable)).unwrap();
+    buf.append(&[7u8; 16], Some(Level::Durable)).unwrap();
+}

@@ -406,6 +406,7 @@ fn invalid_options_are_rejected_with_a_reason() {
         ),
         // Below the in-flight window: a writer's wait could need a write behind its own.
         (small().max_unsynced(Some(4096)), "max_unsynced"),
+        (small().max_unsynced(Some(u64::MAX)), "max_unsynced"),
     ];
     for (options, word) in cases {
         match Log::open(&dir, options.clone()) {

@@ -11,7 +11,10 @@
 //! threads (7.4 CPU-µs per woken thread on this machine, `docs/performance-analysis.md`).
 //!
 //! Tasks are never picked as drivers by the wait list (`waiters.rs`), and a task that writes a
-//! slot leaves the fdatasync to the durable waiters ([`Caller::Task`]).
+//! slot leaves the fdatasync to the durable waiters ([`Caller::Task`]). One exception: under a
+//! bound on unsynced bytes, a task's write that would pass the bound waits for an fdatasync
+//! first, like any writer, and may run it (`docs/design.md`, "Bounded unsynced bytes"). The
+//! driver also runs the fdatasyncs that keep writers under that bound.
 
 use std::future::Future;
 use std::pin::Pin;
