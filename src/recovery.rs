@@ -57,6 +57,15 @@ fn open_segment(storage: &dyn Storage, path: PathBuf, base: u64) -> Result<Segme
 }
 
 pub(crate) fn recover(storage: &dyn Storage, dir: &Path, options: &Options) -> Result<Recovered> {
+    // A process that died between a rename, creation or removal and its directory fsync left
+    // a change that a power cut could still undo, and recovery decides by these names what is
+    // a segment and what a spare: a segment `truncate_front` had renamed to a spare name was
+    // not fdatasynced below, came back after a power cut with a hole, and the log was cut there,
+    // with records acknowledged in this session after it (found by review, 2026-12-07;
+    // `tests/powercut.rs` `open_makes_the_directory_it_recovers_from_durable`).
+    storage
+        .sync_dir(dir)
+        .map_err(|e| Error::io("fsync", dir, None, e))?;
     let names = storage
         .list(dir)
         .map_err(|e| Error::io("list", dir, None, e))?;

@@ -75,6 +75,8 @@ pub(crate) struct Segments {
     creating: Mutex<u64>,
     /// Files kept by `truncate_front` for reuse.
     spares: Mutex<Vec<PathBuf>>,
+    /// Held for a whole `truncate_front` call: see there.
+    truncating: Mutex<()>,
     /// Segments `truncate_front` took out of `list` whose rename or removal is not durable yet.
     /// fdatasyncs still cover them ([`Segments::sync_set`]). Locked after `list`.
     leaving: Mutex<Vec<Arc<Segment>>>,
@@ -113,6 +115,7 @@ impl Segments {
             list: RwLock::new(list),
             creating: Mutex::new(0),
             spares: Mutex::new(Vec::new()),
+            truncating: Mutex::new(()),
             leaving: Mutex::new(Vec::new()),
             recycle_limit,
             write_hint: AtomicU64::new(0),
@@ -342,6 +345,12 @@ impl Segments {
     /// Drops whole segments that end at or before `upto`, keeping at least the last one. Up to
     /// `recycle_limit` files are kept for reuse.
     pub(crate) fn truncate_front(&self, upto: u64) -> Result<usize> {
+        // One call at a time. Each removes its segments lowest first, every change durable
+        // before the next; a second call beside it removed higher segments while lower ones
+        // were still in place, and a power cut between left a gap that `open` refuses (found by
+        // review, 2026-12-07; `tests/powercut.rs`
+        // `concurrent_truncate_fronts_leave_a_contiguous_log`).
+        let _one_at_a_time = self.truncating.lock();
         let removed: Vec<Arc<Segment>> = {
             let mut list = self.list.write();
             let keep_from = list
@@ -356,24 +365,35 @@ impl Segments {
         // Lowest first, each rename or removal durable before the next: a power cut leaves the
         // segments a contiguous run whatever order the file system would persist directory
         // changes in (ext4 keeps them in order; POSIX does not promise it).
-        for seg in &removed {
-            if self.spares.lock().len() + kept.len() < self.recycle_limit {
+        for (i, seg) in removed.iter().enumerate() {
+            let moved = if self.spares.lock().len() + kept.len() < self.recycle_limit {
                 let spare = self.dir.join(format!("spare-{:016x}.seg.free", seg.base()));
-                self.storage
-                    .rename(&seg.path, &spare)
-                    .map_err(|e| Error::io("rename", &seg.path, None, e))?;
-                kept.push(spare);
+                let renamed = self.storage.rename(&seg.path, &spare);
+                if renamed.is_ok() {
+                    kept.push(spare);
+                }
+                renamed.map_err(|e| Error::io("rename", &seg.path, None, e))
             } else {
                 self.storage
                     .remove(&seg.path)
-                    .map_err(|e| Error::io("remove", &seg.path, None, e))?;
+                    .map_err(|e| Error::io("remove", &seg.path, None, e))
+            };
+            if let Err(e) = moved {
+                // It and the ones after it are still in place: back into the log. Forgotten,
+                // the next call removed a later one and left a gap (found by review,
+                // 2026-12-07; `tests/powercut.rs`
+                // `a_failed_truncate_front_keeps_the_segments_it_did_not_remove`).
+                self.restore(&removed[i..]);
+                return Err(e);
             }
-            self.storage
-                .sync_dir(&self.dir)
-                .map_err(|e| Error::io("fsync", &self.dir, None, e))?;
-            // Out of the log for good: a power cut now leaves it renamed or removed. (After a
-            // failure the rest stay in `leaving`, covered by every fdatasync until the next
-            // `open`.)
+            if let Err(e) = self.storage.sync_dir(&self.dir) {
+                // Renamed or removed, maybe not durably: it stays in `leaving` (every fdatasync
+                // covers it; the next `open` settles it with its own directory fsync). The
+                // ones after it are back in the log.
+                self.restore(&removed[i + 1..]);
+                return Err(Error::io("fsync", &self.dir, None, e));
+            }
+            // Out of the log for good: a power cut now leaves it renamed or removed.
             self.leaving.lock().retain(|s| !Arc::ptr_eq(s, seg));
         }
         // Offered for reuse only once their new names are durable: an installer makes its new
@@ -383,6 +403,16 @@ impl Segments {
         // the next open.)
         self.spares.lock().extend(kept);
         Ok(removed.len())
+    }
+
+    /// Puts segments that a failed `truncate_front` took out, and whose files are still under
+    /// their names, back at the front of the list (they are contiguous and precede it).
+    fn restore(&self, segments: &[Arc<Segment>]) {
+        let mut list = self.list.write();
+        self.leaving
+            .lock()
+            .retain(|s| !segments.iter().any(|r| Arc::ptr_eq(s, r)));
+        list.splice(0..0, segments.iter().cloned());
     }
 
     /// Registers a spare file found at open.

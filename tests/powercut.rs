@@ -989,14 +989,47 @@ fn recycled_segments_are_not_fdatasynced_once_the_log_stops_syncing() {
     log.close().unwrap();
 }
 
-/// `SimStorage` with one hook for the test below: the next `sync_dir` after arming first runs
-/// a closure, and while it runs, a `write_durable_at` (a recycled file's new header) cuts power
-/// right after it completes.
+/// `SimStorage` with hooks for the `truncate_front` tests: the next `sync_dir` after arming
+/// first runs a closure, and while it runs, a `write_durable_at` (a recycled file's new header)
+/// cuts power right after it completes; `sync_dir` can be made to fail once, and so can the
+/// n-th rename or removal of a segment file.
 struct HookStorage {
     sim: Arc<SimStorage>,
     before_sync_dir: parking_lot::Mutex<Option<Box<dyn FnOnce() + Send>>>,
     cut_on_durable_write: Arc<AtomicBool>,
     cut: Arc<AtomicBool>,
+    /// The next `sync_dir` fails (as if the process died before it), once.
+    fail_sync_dir: AtomicBool,
+    /// The n-th rename or removal of a `*.seg` file from now fails (0: none).
+    fail_seg_op: AtomicU64,
+}
+
+impl HookStorage {
+    fn new(sim: &Arc<SimStorage>) -> Arc<HookStorage> {
+        Arc::new(HookStorage {
+            sim: sim.clone(),
+            before_sync_dir: parking_lot::Mutex::new(None),
+            cut_on_durable_write: Arc::new(AtomicBool::new(false)),
+            cut: Arc::new(AtomicBool::new(false)),
+            fail_sync_dir: AtomicBool::new(false),
+            fail_seg_op: AtomicU64::new(0),
+        })
+    }
+
+    /// Counts a rename or removal of `path`; `Err` if it is the one armed to fail.
+    fn seg_op(&self, path: &std::path::Path) -> std::io::Result<()> {
+        if !path.to_string_lossy().ends_with(".seg") {
+            return Ok(());
+        }
+        let n = self.fail_seg_op.load(Ordering::SeqCst);
+        if n > 0 {
+            self.fail_seg_op.store(n - 1, Ordering::SeqCst);
+            if n == 1 {
+                return Err(std::io::Error::other("injected rename/remove failure"));
+            }
+        }
+        Ok(())
+    }
 }
 
 struct HookFile {
@@ -1058,12 +1091,17 @@ impl Storage for HookStorage {
         }))
     }
     fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        self.seg_op(from)?;
         self.sim.rename(from, to)
     }
     fn remove(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.seg_op(path)?;
         self.sim.remove(path)
     }
     fn sync_dir(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        if self.fail_sync_dir.swap(false, Ordering::SeqCst) {
+            return Err(std::io::Error::other("injected directory fsync failure"));
+        }
         let hook = self.before_sync_dir.lock().take();
         if let Some(hook) = hook {
             self.cut_on_durable_write.store(true, Ordering::SeqCst);
@@ -1090,12 +1128,7 @@ impl Storage for HookStorage {
 #[test]
 fn truncate_front_offers_spares_only_after_their_names_are_durable() {
     let sim = SimStorage::new();
-    let hooks = Arc::new(HookStorage {
-        sim: sim.clone(),
-        before_sync_dir: parking_lot::Mutex::new(None),
-        cut_on_durable_write: Arc::new(AtomicBool::new(false)),
-        cut: Arc::new(AtomicBool::new(false)),
-    });
+    let hooks = HookStorage::new(&sim);
     let log = Arc::new(Log::open(dir(), recycling_options(&sim).storage(hooks.clone())).unwrap());
     let installed = |log: &Log| {
         let s = log.stats();
@@ -1171,32 +1204,10 @@ fn truncate_front_offers_spares_only_after_their_names_are_durable() {
 #[test]
 fn truncate_front_never_lets_an_fdatasync_pass_unsynced_bytes_of_a_segment_it_removes() {
     let sim = SimStorage::new();
-    let hooks = Arc::new(HookStorage {
-        sim: sim.clone(),
-        before_sync_dir: parking_lot::Mutex::new(None),
-        cut_on_durable_write: Arc::new(AtomicBool::new(false)),
-        cut: Arc::new(AtomicBool::new(false)),
-    });
+    let hooks = HookStorage::new(&sim);
     let log = Arc::new(Log::open(dir(), recycling_options(&sim).storage(hooks.clone())).unwrap());
-    let payload_per_segment = (32u64 << 10) - 64;
-    let mut appended = BTreeMap::new();
-    let mut acked = Vec::new();
-    let mut n = 0;
-    // Segment 0 durable up to ~3 KB before its end, then NoSync records into segment 1,
-    // written (flush) but not durable.
-    while log.end_lsn().unwrap().as_u64() < payload_per_segment - 3000 {
-        let data = payload(0, n, 1000);
-        let lsn = log.append(&data, Durability::FullSync).unwrap();
-        appended.insert(lsn, data.clone());
-        acked.push((lsn, data));
-        n += 1;
-    }
-    while log.end_lsn().unwrap().as_u64() < payload_per_segment + 3000 {
-        let data = payload(0, n, 1000);
-        appended.insert(log.append(&data, Durability::NoSync).unwrap(), data);
-        n += 1;
-    }
-    log.flush().unwrap();
+    let payload_per_segment = RECYCLING_PAYLOAD;
+    let (mut appended, mut acked) = durable_then_unsynced(&log, payload_per_segment - 3000);
     // Between segment 0's rename and the directory fsync: a FullSync append, then the cut.
     let late = Arc::new(parking_lot::Mutex::new(None));
     let (inner, cut, sim2, late2) = (log.clone(), hooks.cut.clone(), sim.clone(), late.clone());
@@ -1229,6 +1240,162 @@ fn truncate_front_never_lets_an_fdatasync_pass_unsynced_bytes_of_a_segment_it_re
     let log = Log::open(dir(), recycling_options(&sim))
         .unwrap_or_else(|e| panic!("reopen after the power cut failed: {e}"));
     check_acks_and_origins(&log, &acked, &appended, "");
+    log.close().unwrap();
+}
+
+/// Records by their Lsn.
+type ByLsn = BTreeMap<Lsn, Vec<u8>>;
+/// Acknowledged records, in order.
+type Acks = Vec<(Lsn, Vec<u8>)>;
+
+/// Log addresses per segment of [`recycling_options`].
+const RECYCLING_PAYLOAD: u64 = (32 << 10) - 64;
+
+/// FullSync records of 1,000 bytes up to `durable_to`, then NoSync ones 6,000 bytes further,
+/// written out (`flush`) but not durable. Returns every record by Lsn, and the FullSync acks.
+fn durable_then_unsynced(log: &Log, durable_to: u64) -> (ByLsn, Acks) {
+    let mut appended = BTreeMap::new();
+    let mut acked = Vec::new();
+    let mut n = 0;
+    while log.end_lsn().unwrap().as_u64() < durable_to {
+        let data = payload(0, n, 1000);
+        let lsn = log.append(&data, Durability::FullSync).unwrap();
+        appended.insert(lsn, data.clone());
+        acked.push((lsn, data));
+        n += 1;
+    }
+    while log.end_lsn().unwrap().as_u64() < durable_to + 6000 {
+        let data = payload(0, n, 1000);
+        appended.insert(log.append(&data, Durability::NoSync).unwrap(), data);
+        n += 1;
+    }
+    log.flush().unwrap();
+    (appended, acked)
+}
+
+/// A process that died inside `truncate_front`, after renaming segment 0 (with written, not
+/// durable NoSync records at its end) and before the directory fsync, left a rename a power
+/// cut can undo. The next `open` took the file for a spare by its new name and did not
+/// fdatasync it; a FullSync append was acknowledged; a power cut brought segment 0 back with a
+/// hole, and recovery cut the log there, the acknowledged record with it. `open` now fsyncs
+/// the directory before it reads it. Found by review (2026-12-07); lost the record before.
+#[test]
+fn open_makes_the_directory_it_recovers_from_durable() {
+    let sim = SimStorage::new();
+    let hooks = HookStorage::new(&sim);
+    let log = Log::open(dir(), recycling_options(&sim).storage(hooks.clone())).unwrap();
+    let (mut appended, _) = durable_then_unsynced(&log, RECYCLING_PAYLOAD - 3000);
+    hooks.fail_sync_dir.store(true, Ordering::SeqCst);
+    assert!(log
+        .truncate_front(Lsn::from_u64(RECYCLING_PAYLOAD))
+        .is_err());
+    drop(log); // the process ends, without a power cut
+    let log = Log::open(dir(), recycling_options(&sim)).unwrap();
+    let data = payload(1, 0, 500);
+    let lsn = log.append(&data, Durability::FullSync).unwrap();
+    appended.insert(lsn, data.clone());
+    // The acks in segment 0 went with it (truncated); this one must survive.
+    let acked = vec![(lsn, data)];
+    sim.power_cut(false);
+    drop(log);
+    let log = Log::open(dir(), recycling_options(&sim))
+        .unwrap_or_else(|e| panic!("reopen after the power cut failed: {e}"));
+    check_acks_and_origins(&log, &acked, &appended, "");
+    log.close().unwrap();
+}
+
+/// Five segments of durable records.
+fn five_durable_segments(log: &Log) -> BTreeMap<Lsn, Vec<u8>> {
+    let mut appended = BTreeMap::new();
+    let mut n = 0;
+    while log.end_lsn().unwrap().as_u64() < 5 * RECYCLING_PAYLOAD {
+        let data = payload(0, n, 1000);
+        appended.insert(log.append(&data, Durability::WriteOnly).unwrap(), data);
+        n += 1;
+    }
+    log.sync().unwrap();
+    appended
+}
+
+/// After a reopen: every record at or above the log's new start is there.
+fn check_durable_suffix(log: &Log, appended: &BTreeMap<Lsn, Vec<u8>>) {
+    let got: BTreeMap<Lsn, Vec<u8>> = read_all(log).into_iter().collect();
+    let start = log.start_lsn();
+    let want: BTreeMap<Lsn, Vec<u8>> = appended
+        .range(start..)
+        .map(|(l, d)| (*l, d.clone()))
+        .collect();
+    assert_eq!(got, want, "records from {start:?} on differ");
+}
+
+/// Two `truncate_front` calls at once: the second removed segment 2 (durably) while the first
+/// had renamed segment 0 and not yet segment 1, so a power cut left segments 1 and 3 without 2
+/// between them, and `open` refused the log. They now run one at a time: the second waits.
+/// (The hook gives the second call 1 s to finish before it cuts power; with the calls
+/// serialised it cannot finish, so the test never depends on that time to pass.) Found by
+/// review (2026-12-07); the log did not open before.
+#[test]
+fn concurrent_truncate_fronts_leave_a_contiguous_log() {
+    let sim = SimStorage::new();
+    let hooks = HookStorage::new(&sim);
+    let log = Arc::new(Log::open(dir(), recycling_options(&sim).storage(hooks.clone())).unwrap());
+    let appended = five_durable_segments(&log);
+    let (second, sim2) = (log.clone(), sim.clone());
+    let (tx, rx) = mpsc::channel();
+    let handle = Arc::new(parking_lot::Mutex::new(None));
+    let handle2 = handle.clone();
+    // Inside the first call's first directory fsync (segment 0 renamed, segment 1 not yet).
+    *hooks.before_sync_dir.lock() = Some(Box::new(move || {
+        *handle2.lock() = Some(std::thread::spawn(move || {
+            let _ = second.truncate_front(Lsn::from_u64(3 * RECYCLING_PAYLOAD));
+            let _ = tx.send(());
+        }));
+        let _ = rx.recv_timeout(Duration::from_secs(1));
+        sim2.power_cut(false);
+    }));
+    let _ = log.truncate_front(Lsn::from_u64(2 * RECYCLING_PAYLOAD));
+    handle.lock().take().unwrap().join().unwrap();
+    drop(
+        Arc::try_unwrap(log)
+            .map_err(|_| "log still shared")
+            .unwrap(),
+    );
+    let log = Log::open(dir(), recycling_options(&sim))
+        .unwrap_or_else(|e| panic!("reopen after the power cut failed: {e}"));
+    check_durable_suffix(&log, &appended);
+    log.close().unwrap();
+}
+
+/// A `truncate_front` whose second rename fails: segment 0 is gone, segments 1 and up are
+/// still in place. It used to forget them all the same, so the next call removed segment 2
+/// and left a gap that `open` refused, without any crash. They are now back in the log, and
+/// the next call removes them in order. Found by review (2026-12-07).
+#[test]
+fn a_failed_truncate_front_keeps_the_segments_it_did_not_remove() {
+    let sim = SimStorage::new();
+    let hooks = HookStorage::new(&sim);
+    let log = Log::open(dir(), recycling_options(&sim).storage(hooks.clone())).unwrap();
+    let appended = five_durable_segments(&log);
+    hooks.fail_seg_op.store(2, Ordering::SeqCst);
+    assert!(log
+        .truncate_front(Lsn::from_u64(2 * RECYCLING_PAYLOAD))
+        .is_err());
+    assert_eq!(
+        log.start_lsn().as_u64(),
+        RECYCLING_PAYLOAD,
+        "segment 1 left the log"
+    );
+    assert_eq!(
+        log.truncate_front(Lsn::from_u64(3 * RECYCLING_PAYLOAD))
+            .unwrap(),
+        2
+    );
+    check_durable_suffix(&log, &appended);
+    log.close().unwrap();
+    let log = Log::open(dir(), recycling_options(&sim))
+        .unwrap_or_else(|e| panic!("clean reopen failed: {e}"));
+    assert_eq!(log.start_lsn().as_u64(), 3 * RECYCLING_PAYLOAD);
+    check_durable_suffix(&log, &appended);
     log.close().unwrap();
 }
 
