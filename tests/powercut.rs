@@ -548,18 +548,25 @@ fn power_cut_case(seed: u64, totals: &[AtomicU64; 5], kind: CutKind) {
     append_after_recovery(&sim, &g, got, &mut rng);
 }
 
-#[test]
-fn power_cut_keeps_every_full_sync_ack_and_a_gap_free_prefix() {
+/// Runs `cases` power-cut cases of `kind`; fails if none acknowledged a durable record before
+/// its cut. Returns the totals: durable acks checked, records recovered, appends, lane chunks,
+/// writes that waited for the unsynced bound.
+fn power_cut_property(name: &str, cases: u64, kind: CutKind) -> [u64; 5] {
     let totals: [AtomicU64; 5] = Default::default();
-    run_cases("power_cut", 30, |seed| {
-        power_cut_case(seed, &totals, CutKind::Synced)
-    });
-    let [durable, recovered, attempts, chunks, _] = totals.map(|t| t.into_inner());
-    eprintln!("power_cut: {attempts} appends, {durable} durable acks (FullSync appends and waits) before the cut checked, {recovered} records recovered, {chunks} lane chunks");
+    run_cases(name, cases, |seed| power_cut_case(seed, &totals, kind));
+    let totals = totals.map(|t| t.into_inner());
+    let [durable, recovered, attempts, chunks, waits] = totals;
+    eprintln!("{name}: {attempts} appends, {durable} durable acks (FullSync appends and waits) before the cut checked, {recovered} records recovered, {chunks} lane chunks, {waits} writes waited for the unsynced bound");
     assert!(
         durable > 0 && recovered > 0,
         "the cases never acknowledged a FullSync record before the cut"
     );
+    totals
+}
+
+#[test]
+fn power_cut_keeps_every_full_sync_ack_and_a_gap_free_prefix() {
+    power_cut_property("power_cut", 30, CutKind::Synced);
     // Small NoSync records of contending threads may go through lanes here (few do: most
     // records are durable or large); tests/lanes.rs has the power-cut test that relies on them.
 }
@@ -571,13 +578,7 @@ fn power_cut_keeps_every_full_sync_ack_and_a_gap_free_prefix() {
 /// FullSync ack and a gap-free prefix.
 #[test]
 fn power_cut_with_writeback_under_a_bound_opens_and_keeps_every_full_sync_ack() {
-    let totals: [AtomicU64; 5] = Default::default();
-    run_cases("writeback_cut", 100, |seed| {
-        power_cut_case(seed, &totals, CutKind::Writeback)
-    });
-    let [durable, recovered, attempts, _, waits] = totals.map(|t| t.into_inner());
-    eprintln!("writeback_cut: {attempts} appends, {durable} durable acks checked, {recovered} records recovered, {waits} writes waited for the bound");
-    assert!(durable > 0 && recovered > 0, "no FullSync ack before a cut");
+    let [.., waits] = power_cut_property("writeback_cut", 100, CutKind::Writeback);
     // Without writes that reached the bound, the cases would not test it.
     assert!(waits > 0, "no write ever waited for the bound");
 }
@@ -1171,13 +1172,7 @@ fn truncate_front_offers_spares_only_after_their_names_are_durable() {
     if !hooks.cut.load(Ordering::SeqCst) {
         sim.power_cut(false);
     }
-    drop(
-        Arc::try_unwrap(log)
-            .map_err(|_| "log still shared")
-            .unwrap(),
-    );
-    let log = Log::open(dir(), recycling_options(&sim))
-        .unwrap_or_else(|e| panic!("reopen after the power cut failed: {e}"));
+    let log = reopen_after_the_cut(log, &sim);
     let got = read_all(&log);
     let want: Vec<_> = appended[..synced]
         .iter()
@@ -1226,21 +1221,27 @@ fn truncate_front_never_lets_an_fdatasync_pass_unsynced_bytes_of_a_segment_it_re
         hooks.cut.load(Ordering::SeqCst),
         "truncate_front never synced the directory"
     );
-    drop(
-        Arc::try_unwrap(log)
-            .map_err(|_| "log still shared")
-            .unwrap(),
-    );
+    let log = reopen_after_the_cut(log, &sim);
     let late = late
         .lock()
         .take()
         .expect("the FullSync append inside truncate_front failed");
     appended.insert(late.0, late.1.clone());
     acked.push(late);
-    let log = Log::open(dir(), recycling_options(&sim))
-        .unwrap_or_else(|e| panic!("reopen after the power cut failed: {e}"));
     check_acks_and_origins(&log, &acked, &appended, "");
     log.close().unwrap();
+}
+
+/// Drops the last handle of the log of the process that lost power, and opens the log again
+/// (the reboot) with [`recycling_options`].
+fn reopen_after_the_cut(log: Arc<Log>, sim: &Arc<SimStorage>) -> Log {
+    drop(
+        Arc::try_unwrap(log)
+            .map_err(|_| "log still shared")
+            .unwrap(),
+    );
+    Log::open(dir(), recycling_options(sim))
+        .unwrap_or_else(|e| panic!("reopen after the power cut failed: {e}"))
 }
 
 /// Records by their Lsn.
@@ -1355,13 +1356,7 @@ fn concurrent_truncate_fronts_leave_a_contiguous_log() {
     }));
     let _ = log.truncate_front(Lsn::from_u64(2 * RECYCLING_PAYLOAD));
     handle.lock().take().unwrap().join().unwrap();
-    drop(
-        Arc::try_unwrap(log)
-            .map_err(|_| "log still shared")
-            .unwrap(),
-    );
-    let log = Log::open(dir(), recycling_options(&sim))
-        .unwrap_or_else(|e| panic!("reopen after the power cut failed: {e}"));
+    let log = reopen_after_the_cut(log, &sim);
     check_durable_suffix(&log, &appended);
     log.close().unwrap();
 }

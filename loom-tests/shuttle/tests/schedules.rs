@@ -98,24 +98,13 @@ fn scenario_with_tasks(threads: usize, tasks: usize, per_thread: usize, slot_siz
 /// `lanes` lanes with chunks of a quarter slot (records of frames up to a sixteenth of a slot
 /// go through them; in model builds every thread claims its lane after a direct NoSync join).
 fn scenario_full(threads: usize, tasks: usize, per_thread: usize, slot_size: usize, lanes: usize) {
-    scenario_levels(threads, tasks, per_thread, slot_size, lanes, level);
+    scenario_levels(threads, tasks, per_thread, slot_size, lanes, level, None);
 }
 
-/// [`scenario_full`] with the durability of each record chosen by `level`.
+/// [`scenario_full`] with the durability of each record chosen by `level`, and a bound on
+/// unsynced bytes if `max_unsynced` is set (the sink checks every write against it; the driver
+/// thread runs whenever there is a bound, as in `Log`).
 fn scenario_levels(
-    threads: usize,
-    tasks: usize,
-    per_thread: usize,
-    slot_size: usize,
-    lanes: usize,
-    level: fn(usize, usize) -> Option<Level>,
-) {
-    scenario_bounded(threads, tasks, per_thread, slot_size, lanes, level, None);
-}
-
-/// [`scenario_levels`] with a bound on unsynced bytes (the sink checks every write against
-/// it); the driver thread runs whenever there is a bound, as in `Log`.
-fn scenario_bounded(
     threads: usize,
     tasks: usize,
     per_thread: usize,
@@ -346,7 +335,7 @@ fn one_lane_claims_race_full_closes() {
     // 40x the schedules (~24 s): a give-back without its wake-up of free-chunk waiters
     // deadlocked here in 5 of 5 runs at 40x, 2 of 3 at 10x, 0 of 3 at 1x.
     check_iters("one_lane_claims_race_full_closes", 40 * iters(), || {
-        scenario_levels(6, 0, 8, 32, 1, |_, _| None)
+        scenario_levels(6, 0, 8, 32, 1, |_, _| None, None)
     });
 }
 
@@ -358,7 +347,7 @@ fn writers_wait_for_fdatasyncs_under_a_bound_on_unsynced_bytes() {
     check(
         "writers_wait_for_fdatasyncs_under_a_bound_on_unsynced_bytes",
         || {
-            scenario_bounded(
+            scenario_levels(
                 5,
                 2,
                 5,
