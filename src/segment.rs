@@ -361,48 +361,67 @@ impl Segments {
             self.leaving.lock().extend(removed.iter().cloned());
             removed
         };
+        // Spares whose new names are durable.
         let mut kept = Vec::new();
+        let mut result = Ok(removed.len());
         // Lowest first, each rename or removal durable before the next: a power cut leaves the
         // segments a contiguous run whatever order the file system would persist directory
         // changes in (ext4 keeps them in order; POSIX does not promise it).
         for (i, seg) in removed.iter().enumerate() {
-            let moved = if self.spares.lock().len() + kept.len() < self.recycle_limit {
-                let spare = self.dir.join(format!("spare-{:016x}.seg.free", seg.base()));
-                let renamed = self.storage.rename(&seg.path, &spare);
-                if renamed.is_ok() {
-                    kept.push(spare);
-                }
-                renamed.map_err(|e| Error::io("rename", &seg.path, None, e))
-            } else {
-                self.storage
+            let spare = (self.spares.lock().len() + kept.len() < self.recycle_limit)
+                .then(|| self.dir.join(format!("spare-{:016x}.seg.free", seg.base())));
+            let moved = match &spare {
+                Some(to) => self
+                    .storage
+                    .rename(&seg.path, to)
+                    .map_err(|e| Error::io("rename", &seg.path, None, e)),
+                None => self
+                    .storage
                     .remove(&seg.path)
-                    .map_err(|e| Error::io("remove", &seg.path, None, e))
+                    .map_err(|e| Error::io("remove", &seg.path, None, e)),
             };
+            let moved_ok = moved.is_ok();
             if let Err(e) = moved {
-                // It and the ones after it are still in place: back into the log. Forgotten,
-                // the next call removed a later one and left a gap (found by review,
-                // 2026-12-07; `tests/powercut.rs`
-                // `a_failed_truncate_front_keeps_the_segments_it_did_not_remove`).
-                self.restore(&removed[i..]);
-                return Err(e);
+                // An operation can fail after it took effect (a network file system, a
+                // wrapping `Storage`): then the file is gone from its name, and putting the
+                // segment back would stop every later call at that name. Such a one is done;
+                // its file, if renamed, is found as a spare at the next `open`.
+                let gone = matches!(self.storage.kind(&seg.path), Ok(None));
+                if !gone {
+                    // It and the ones after it are still in place: back into the log.
+                    // Forgotten, the next call removed a later one and left a gap (found by
+                    // review, 2026-12-07; `tests/powercut.rs`
+                    // `a_failed_truncate_front_keeps_the_segments_it_did_not_remove`).
+                    self.restore(&removed[i..]);
+                    result = Err(e);
+                    break;
+                }
             }
             if let Err(e) = self.storage.sync_dir(&self.dir) {
                 // Renamed or removed, maybe not durably: it stays in `leaving` (every fdatasync
-                // covers it; the next `open` settles it with its own directory fsync). The
-                // ones after it are back in the log.
+                // covers it; the next successful directory fsync, or the next `open`, settles
+                // it). The ones after it are back in the log.
                 self.restore(&removed[i + 1..]);
-                return Err(Error::io("fsync", &self.dir, None, e));
+                result = Err(Error::io("fsync", &self.dir, None, e));
+                break;
             }
-            // Out of the log for good: a power cut now leaves it renamed or removed.
-            self.leaving.lock().retain(|s| !Arc::ptr_eq(s, seg));
+            // Durable, with every earlier change to the directory: this segment, and any a
+            // failed call left in `leaving`, are out of the log for good.
+            let rest = &removed[i + 1..];
+            self.leaving
+                .lock()
+                .retain(|s| rest.iter().any(|r| Arc::ptr_eq(s, r)));
+            if let (true, Some(spare)) = (moved_ok, spare) {
+                kept.push(spare);
+            }
         }
         // Offered for reuse only once their new names are durable: an installer makes its new
         // header durable before its own directory fsync, so a spare taken earlier could be
         // found after a power cut under its old `.seg` name with a header for another base, and
-        // the log would not open. (Kept files a failed fsync strands are found as spares at
-        // the next open.)
+        // the log would not open. (A file whose rename was not made durable is found as a spare
+        // at the next open.)
         self.spares.lock().extend(kept);
-        Ok(removed.len())
+        result
     }
 
     /// Puts segments that a failed `truncate_front` took out, and whose files are still under

@@ -1003,6 +1003,8 @@ struct HookStorage {
     fail_sync_dir: AtomicBool,
     /// The n-th rename or removal of a `*.seg` file from now fails (0: none).
     fail_seg_op: AtomicU64,
+    /// The next rename or removal of a `*.seg` file takes effect and then reports an error.
+    fail_after_seg_op: AtomicBool,
 }
 
 impl HookStorage {
@@ -1014,6 +1016,7 @@ impl HookStorage {
             cut: Arc::new(AtomicBool::new(false)),
             fail_sync_dir: AtomicBool::new(false),
             fail_seg_op: AtomicU64::new(0),
+            fail_after_seg_op: AtomicBool::new(false),
         })
     }
 
@@ -1028,6 +1031,18 @@ impl HookStorage {
             if n == 1 {
                 return Err(std::io::Error::other("injected rename/remove failure"));
             }
+        }
+        Ok(())
+    }
+
+    /// After a rename or removal of `path` took effect: `Err` if armed to report one.
+    fn after_seg_op(&self, path: &std::path::Path) -> std::io::Result<()> {
+        if path.to_string_lossy().ends_with(".seg")
+            && self.fail_after_seg_op.swap(false, Ordering::SeqCst)
+        {
+            return Err(std::io::Error::other(
+                "injected failure after the operation",
+            ));
         }
         Ok(())
     }
@@ -1093,11 +1108,13 @@ impl Storage for HookStorage {
     }
     fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
         self.seg_op(from)?;
-        self.sim.rename(from, to)
+        self.sim.rename(from, to)?;
+        self.after_seg_op(from)
     }
     fn remove(&self, path: &std::path::Path) -> std::io::Result<()> {
         self.seg_op(path)?;
-        self.sim.remove(path)
+        self.sim.remove(path)?;
+        self.after_seg_op(path)
     }
     fn sync_dir(&self, dir: &std::path::Path) -> std::io::Result<()> {
         if self.fail_sync_dir.swap(false, Ordering::SeqCst) {
@@ -1389,6 +1406,60 @@ fn a_failed_truncate_front_keeps_the_segments_it_did_not_remove() {
     log.close().unwrap();
     let log = Log::open(dir(), recycling_options(&sim))
         .unwrap_or_else(|e| panic!("clean reopen failed: {e}"));
+    assert_eq!(log.start_lsn().as_u64(), 3 * RECYCLING_PAYLOAD);
+    check_durable_suffix(&log, &appended);
+    log.close().unwrap();
+}
+
+/// A `truncate_front` whose directory fsync after renaming segment 0 fails: segments 1 and 2
+/// go back to the log (segment 0 stays out, its rename maybe not durable), and the next call
+/// removes them in order. Found by review (2026-12-07: the branch had no test).
+#[test]
+fn a_failed_directory_fsync_in_truncate_front_keeps_the_later_segments() {
+    let sim = SimStorage::new();
+    let hooks = HookStorage::new(&sim);
+    let log = Log::open(dir(), recycling_options(&sim).storage(hooks.clone())).unwrap();
+    let appended = five_durable_segments(&log);
+    hooks.fail_sync_dir.store(true, Ordering::SeqCst);
+    assert!(log
+        .truncate_front(Lsn::from_u64(3 * RECYCLING_PAYLOAD))
+        .is_err());
+    assert_eq!(
+        log.start_lsn().as_u64(),
+        RECYCLING_PAYLOAD,
+        "segments 1 and 2 left the log"
+    );
+    assert_eq!(
+        log.truncate_front(Lsn::from_u64(3 * RECYCLING_PAYLOAD))
+            .unwrap(),
+        2
+    );
+    check_durable_suffix(&log, &appended);
+    log.close().unwrap();
+    let log = Log::open(dir(), recycling_options(&sim)).unwrap();
+    assert_eq!(log.start_lsn().as_u64(), 3 * RECYCLING_PAYLOAD);
+    check_durable_suffix(&log, &appended);
+    log.close().unwrap();
+}
+
+/// A rename that takes effect and then reports an error (a network file system, a wrapping
+/// `Storage`) used to put segment 0 back into the log under a name that no longer existed:
+/// every later `truncate_front` failed at that name, and the log could never shrink again. It
+/// now counts as done. Found by review (2026-12-07).
+#[test]
+fn a_rename_that_fails_after_taking_effect_does_not_stop_truncation() {
+    let sim = SimStorage::new();
+    let hooks = HookStorage::new(&sim);
+    let log = Log::open(dir(), recycling_options(&sim).storage(hooks.clone())).unwrap();
+    let appended = five_durable_segments(&log);
+    hooks.fail_after_seg_op.store(true, Ordering::SeqCst);
+    let _ = log.truncate_front(Lsn::from_u64(2 * RECYCLING_PAYLOAD));
+    log.truncate_front(Lsn::from_u64(3 * RECYCLING_PAYLOAD))
+        .unwrap_or_else(|e| panic!("truncation is stuck: {e}"));
+    assert_eq!(log.start_lsn().as_u64(), 3 * RECYCLING_PAYLOAD);
+    check_durable_suffix(&log, &appended);
+    log.close().unwrap();
+    let log = Log::open(dir(), recycling_options(&sim)).unwrap();
     assert_eq!(log.start_lsn().as_u64(), 3 * RECYCLING_PAYLOAD);
     check_durable_suffix(&log, &appended);
     log.close().unwrap();
