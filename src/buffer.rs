@@ -309,17 +309,17 @@ impl<S: Sink> LogBuffer<S> {
     fn place(&self, data: &[u8], level: Option<Level>, caller: Caller) -> Result<(u64, u64, u64)> {
         self.check_poison()?;
         let frame = (self.sink.header_len() + data.len()) as u64;
-        // Under a bound on unsynced bytes, every pool entry's worth of reserved space (an
-        // unbuffered frame after at most a padding shorter than it) must fit the bound N times
-        // ("Bounded unsynced bytes"). `Log` validates this for `max_record_size`; here it holds
-        // for callers of the protocol alone too.
-        if frame > self.unbuffered_over && frame > self.bounded_frame {
-            return Err(Error::RecordTooLarge {
-                len: data.len(),
-                max: (self.bounded_frame as usize).saturating_sub(self.sink.header_len()),
-            });
-        }
         let (lsn, unit) = if frame > self.unbuffered_over {
+            // Under a bound on unsynced bytes, every pool entry's worth of reserved space (an
+            // unbuffered frame after at most a padding shorter than it) must fit the bound N
+            // times ("Bounded unsynced bytes"). `Log` validates this for `max_record_size`;
+            // here it holds for callers of the protocol alone too.
+            if frame > self.bounded_frame {
+                return Err(Error::RecordTooLarge {
+                    len: data.len(),
+                    max: (self.bounded_frame as usize).saturating_sub(self.sink.header_len()),
+                });
+            }
             self.append_unbuffered(data, frame, caller)?
         } else {
             self.append_buffered(data, frame, level, caller)?
