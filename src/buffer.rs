@@ -688,7 +688,6 @@ impl<S: Sink> LogBuffer<S> {
             self.counters.writes.inc();
         }
         self.complete(seq, end);
-        self.request_sync_if_behind();
         // A task leaves the fdatasync to the durable waiters: `complete` just woke a driver
         // among them if none runs ("Async waits").
         if want >= Level::Durable as u8 && caller == Caller::Thread {
@@ -722,7 +721,6 @@ impl<S: Sink> LogBuffer<S> {
             Ok(())
         })?;
         self.complete(x.seq, x.end);
-        self.request_sync_if_behind();
         Ok(())
     }
 
@@ -751,8 +749,8 @@ impl<S: Sink> LogBuffer<S> {
         self.wait(need.min(written), Level::Durable, None)
     }
 
-    /// After a write: once half the bound is written and not durable, asks the driver thread
-    /// for an fdatasync, so that writers seldom wait for one.
+    /// After the written frontier moved (`complete`): once half the bound is written and not
+    /// durable, asks the driver thread for an fdatasync, so that writers seldom wait for one.
     fn request_sync_if_behind(&self) {
         if self.max_unsynced == u64::MAX {
             return;
@@ -794,6 +792,7 @@ impl<S: Sink> LogBuffer<S> {
         if advanced.is_some() {
             self.freed.notify_all();
             self.wake_waiters(pipe_idle, Some((Level::Written, passed)));
+            self.request_sync_if_behind();
         }
     }
 
