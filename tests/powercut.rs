@@ -1398,37 +1398,52 @@ fn concurrent_truncate_fronts_leave_a_contiguous_log() {
     log.close().unwrap();
 }
 
+/// Five durable segments; `arm` injects a fault; `truncate_front` to the end of segment
+/// `first_cut` runs into it and, if `start_after` is set, must fail and leave the log starting
+/// there. Then `truncate_front` to the end of segment 3 must remove `second_removes` segments,
+/// and the log, and after a clean reopen too, must start at segment 3 with every record from
+/// there on.
+fn truncate_through_a_fault(
+    arm: impl FnOnce(&HookStorage),
+    first_cut: u64,
+    start_after: Option<(u64, &str)>,
+    second_removes: usize,
+) {
+    let sim = SimStorage::new();
+    let hooks = HookStorage::new(&sim);
+    let log = Log::open(dir(), recycling_options(&sim).storage(hooks.clone())).unwrap();
+    let appended = five_durable_segments(&log);
+    arm(&hooks);
+    let first = log.truncate_front(Lsn::from_u64(first_cut * RECYCLING_PAYLOAD));
+    if let Some((start, why)) = start_after {
+        assert!(first.is_err(), "the fault did not fail the call");
+        assert_eq!(log.start_lsn().as_u64(), start, "{why}");
+    }
+    let removed = log
+        .truncate_front(Lsn::from_u64(3 * RECYCLING_PAYLOAD))
+        .unwrap_or_else(|e| panic!("truncation is stuck: {e}"));
+    assert_eq!(removed, second_removes);
+    let check = |log: Log| {
+        assert_eq!(log.start_lsn().as_u64(), 3 * RECYCLING_PAYLOAD);
+        check_durable_suffix(&log, &appended);
+        log.close().unwrap();
+    };
+    check(log);
+    check(Log::open(dir(), recycling_options(&sim)).unwrap());
+}
+
 /// A `truncate_front` whose second rename fails: segment 0 is gone, segments 1 and up are
 /// still in place. It used to forget them all the same, so the next call removed segment 2
 /// and left a gap that `open` refused, without any crash. They are now back in the log, and
 /// the next call removes them in order. Found by review (2026-12-07).
 #[test]
 fn a_failed_truncate_front_keeps_the_segments_it_did_not_remove() {
-    let sim = SimStorage::new();
-    let hooks = HookStorage::new(&sim);
-    let log = Log::open(dir(), recycling_options(&sim).storage(hooks.clone())).unwrap();
-    let appended = five_durable_segments(&log);
-    hooks.fail_seg_op.store(2, Ordering::SeqCst);
-    assert!(log
-        .truncate_front(Lsn::from_u64(2 * RECYCLING_PAYLOAD))
-        .is_err());
-    assert_eq!(
-        log.start_lsn().as_u64(),
-        RECYCLING_PAYLOAD,
-        "segment 1 left the log"
+    truncate_through_a_fault(
+        |hooks| hooks.fail_seg_op.store(2, Ordering::SeqCst),
+        2,
+        Some((RECYCLING_PAYLOAD, "segment 1 left the log")),
+        2,
     );
-    assert_eq!(
-        log.truncate_front(Lsn::from_u64(3 * RECYCLING_PAYLOAD))
-            .unwrap(),
-        2
-    );
-    check_durable_suffix(&log, &appended);
-    log.close().unwrap();
-    let log = Log::open(dir(), recycling_options(&sim))
-        .unwrap_or_else(|e| panic!("clean reopen failed: {e}"));
-    assert_eq!(log.start_lsn().as_u64(), 3 * RECYCLING_PAYLOAD);
-    check_durable_suffix(&log, &appended);
-    log.close().unwrap();
 }
 
 /// A `truncate_front` whose directory fsync after renaming segment 0 fails: segments 1 and 2
@@ -1436,30 +1451,12 @@ fn a_failed_truncate_front_keeps_the_segments_it_did_not_remove() {
 /// removes them in order. Found by review (2026-12-07: the branch had no test).
 #[test]
 fn a_failed_directory_fsync_in_truncate_front_keeps_the_later_segments() {
-    let sim = SimStorage::new();
-    let hooks = HookStorage::new(&sim);
-    let log = Log::open(dir(), recycling_options(&sim).storage(hooks.clone())).unwrap();
-    let appended = five_durable_segments(&log);
-    hooks.fail_next_sync_dir();
-    assert!(log
-        .truncate_front(Lsn::from_u64(3 * RECYCLING_PAYLOAD))
-        .is_err());
-    assert_eq!(
-        log.start_lsn().as_u64(),
-        RECYCLING_PAYLOAD,
-        "segments 1 and 2 left the log"
+    truncate_through_a_fault(
+        |hooks| hooks.fail_next_sync_dir(),
+        3,
+        Some((RECYCLING_PAYLOAD, "segments 1 and 2 left the log")),
+        2,
     );
-    assert_eq!(
-        log.truncate_front(Lsn::from_u64(3 * RECYCLING_PAYLOAD))
-            .unwrap(),
-        2
-    );
-    check_durable_suffix(&log, &appended);
-    log.close().unwrap();
-    let log = Log::open(dir(), recycling_options(&sim)).unwrap();
-    assert_eq!(log.start_lsn().as_u64(), 3 * RECYCLING_PAYLOAD);
-    check_durable_suffix(&log, &appended);
-    log.close().unwrap();
 }
 
 /// A rename that takes effect and then reports an error (a network file system, a wrapping
@@ -1468,21 +1465,12 @@ fn a_failed_directory_fsync_in_truncate_front_keeps_the_later_segments() {
 /// now counts as done. Found by review (2026-12-07).
 #[test]
 fn a_rename_that_fails_after_taking_effect_does_not_stop_truncation() {
-    let sim = SimStorage::new();
-    let hooks = HookStorage::new(&sim);
-    let log = Log::open(dir(), recycling_options(&sim).storage(hooks.clone())).unwrap();
-    let appended = five_durable_segments(&log);
-    hooks.fail_after_seg_op.store(true, Ordering::SeqCst);
-    let _ = log.truncate_front(Lsn::from_u64(2 * RECYCLING_PAYLOAD));
-    log.truncate_front(Lsn::from_u64(3 * RECYCLING_PAYLOAD))
-        .unwrap_or_else(|e| panic!("truncation is stuck: {e}"));
-    assert_eq!(log.start_lsn().as_u64(), 3 * RECYCLING_PAYLOAD);
-    check_durable_suffix(&log, &appended);
-    log.close().unwrap();
-    let log = Log::open(dir(), recycling_options(&sim)).unwrap();
-    assert_eq!(log.start_lsn().as_u64(), 3 * RECYCLING_PAYLOAD);
-    check_durable_suffix(&log, &appended);
-    log.close().unwrap();
+    truncate_through_a_fault(
+        |hooks| hooks.fail_after_seg_op.store(true, Ordering::SeqCst),
+        2,
+        None,
+        1,
+    );
 }
 
 /// `Log::wait`: a batch of NoSync appends made durable by one blocking wait for the last of
