@@ -133,18 +133,28 @@ impl Image {
     }
 
     /// Copies into `after` (the disk's bytes) a random half, by `seed`, of the pages whose
-    /// cached bytes differ from the disk's, except bytes whose writeback failed.
+    /// cached bytes differ from the disk's, except bytes whose writeback failed. Half of those
+    /// pages arrive whole; of the other half, each 512-byte sector arrives or not by `seed` (a
+    /// writeback the cut interrupted, or a page the kernel wrote back before its last change).
     fn write_back_some(&self, after: &mut Vec<u8>, seed: u64) {
         for start in (0..self.current.len()).step_by(PAGE) {
             let end = (start + PAGE).min(self.current.len());
             let dirty = (start..end).any(|i| self.current[i] != self.durable_at(i));
-            if !dirty || mix(seed ^ start as u64) & 1 == 0 {
+            let choice = mix(seed ^ start as u64);
+            if !dirty || choice & 1 == 0 {
                 continue;
             }
             if after.len() < end {
                 after.resize(end, 0);
             }
-            after[start..end].copy_from_slice(&self.current[start..end]);
+            let torn = choice & 2 != 0;
+            for (k, sector) in (start..end).step_by(SECTOR).enumerate() {
+                if torn && choice >> (2 + k) & 1 == 0 {
+                    continue; // this sector keeps what the disk has
+                }
+                let sector_end = (sector + SECTOR).min(end);
+                after[sector..sector_end].copy_from_slice(&self.current[sector..sector_end]);
+            }
             for &(s, e) in &self.lost {
                 let (s, e) = (s.max(start), e.min(end));
                 for (i, byte) in after.iter_mut().enumerate().take(e).skip(s) {
@@ -182,7 +192,7 @@ enum Cut {
     Clean,
     /// And half of the last sector of each file's last unsynced write.
     Tear,
-    /// And a random half of the unsynced pages (the seed).
+    /// And a random half of the unsynced pages (the seed), some of them torn into sectors.
     Writeback(u64),
 }
 
@@ -226,10 +236,14 @@ impl SimStorage {
 
     /// Cuts power after the kernel wrote back an arbitrary part of the unsynced data, in no
     /// order, as Linux's writeback may leave a file: each 4 KiB page whose cached bytes differ
-    /// from the disk's reached the disk whole with probability 1/2, chosen by `seed` (and the
-    /// file's name and the page's offset, so the choice does not depend on map order). Pages
-    /// whose writeback failed ([`Fault::SyncEio`]) keep what the disk has. Otherwise as
-    /// [`Self::power_cut`] without a tear.
+    /// from the disk's reached the disk with probability 1/2, chosen by `seed` (and the file's
+    /// name and the page's offset, so the choice does not depend on map order). Half of those
+    /// pages reached it whole, and the other half in part: each of their 512-byte sectors
+    /// holds its new bytes or keeps the disk's, by `seed` (a writeback the cut interrupted, or
+    /// a page written back before its last change, whose older bytes are the disk's or its
+    /// newest ones, since the log writes each address once). Pages whose writeback failed
+    /// ([`Fault::SyncEio`]) keep what the disk has. Otherwise as [`Self::power_cut`] without a
+    /// tear.
     pub fn power_cut_with_writeback(&self, seed: u64) {
         self.cut(Cut::Writeback(seed));
     }
