@@ -408,9 +408,10 @@ impl Log {
 
     /// Removes the segment files that end at or before `lsn` (whole segments only; the one
     /// being written is kept). Returns how many were removed. Records before `lsn` may remain
-    /// readable if their segment is kept. Calls run one at a time. On an error, the segments
-    /// it had not removed yet stay in the log (a later call removes them), and the log is not
-    /// poisoned.
+    /// readable if their segment is kept. Calls run one at a time. A segment leaves the log
+    /// ([`start_lsn`](Log::start_lsn), iterators) once its removal is durable, so `start_lsn`
+    /// never moves back. On an error, the segments it had not removed yet stay in the log (a
+    /// later call removes them), and the log is not poisoned.
     pub fn truncate_front(&self, lsn: Lsn) -> Result<usize> {
         self.inner.buffer.check_poison()?;
         let upto = lsn.0.min(self.inner.buffer.written());

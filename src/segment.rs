@@ -77,9 +77,6 @@ pub(crate) struct Segments {
     spares: Mutex<Vec<PathBuf>>,
     /// Held for a whole `truncate_front` call: see there.
     truncating: Mutex<()>,
-    /// Segments `truncate_front` took out of `list` whose rename or removal is not durable yet.
-    /// fdatasyncs still cover them ([`Segments::sync_set`]). Locked after `list`.
-    leaving: Mutex<Vec<Arc<Segment>>>,
     recycle_limit: usize,
     /// The highest address a writer has started writing at; tells the preparer how far ahead
     /// it must be.
@@ -116,7 +113,6 @@ impl Segments {
             creating: Mutex::new(0),
             spares: Mutex::new(Vec::new()),
             truncating: Mutex::new(()),
-            leaving: Mutex::new(Vec::new()),
             recycle_limit,
             write_hint: AtomicU64::new(0),
             prepare_wanted: Mutex::new(false),
@@ -136,21 +132,6 @@ impl Segments {
 
     pub(crate) fn snapshot(&self) -> Vec<Arc<Segment>> {
         self.list.read().clone()
-    }
-
-    /// What an fdatasync must cover: the segments, and those leaving the log whose directory
-    /// change is not durable yet. A leaving segment may still hold bytes that are written and
-    /// not durable (`truncate_front` cuts at the written frontier); an fdatasync that skipped
-    /// them would still move the durable frontier over them, and a power cut before the
-    /// directory fsync would bring the segment back with a hole, where recovery would cut the
-    /// log, FullSync acknowledgements after it included (found by review, 2026-12-07;
-    /// `tests/powercut.rs`
-    /// `truncate_front_never_lets_an_fdatasync_pass_unsynced_bytes_of_a_segment_it_removes`).
-    fn sync_set(&self) -> Vec<Arc<Segment>> {
-        let list = self.list.read();
-        let mut set = self.leaving.lock().clone();
-        set.extend(list.iter().cloned());
-        set
     }
 
     /// The base of the oldest segment (0 before the first one exists).
@@ -351,23 +332,32 @@ impl Segments {
         // review, 2026-12-07; `tests/powercut.rs`
         // `concurrent_truncate_fronts_leave_a_contiguous_log`).
         let _one_at_a_time = self.truncating.lock();
-        let removed: Vec<Arc<Segment>> = {
-            let mut list = self.list.write();
+        // The segments to remove, lowest first. Each stays in the list until its rename or
+        // removal is durable: until then every fdatasync covers it (it may hold bytes written
+        // and not durable: the cut is at the written frontier), readers still read it through
+        // its handle, and `start_lsn` does not move. A segment taken out before its directory
+        // change was durable let an fdatasync skip its unsynced bytes and move the durable
+        // frontier over them; a power cut brought the segment back with a hole, and recovery
+        // cut a FullSync ack made meanwhile (found by review, 2026-12-07; `tests/powercut.rs`
+        // `truncate_front_never_lets_an_fdatasync_pass_unsynced_bytes_of_a_segment_it_removes`).
+        let removing: Vec<Arc<Segment>> = {
+            let list = self.list.read();
             let keep_from = list
                 .partition_point(|s| s.end() <= upto)
                 .min(list.len().saturating_sub(1));
-            let removed: Vec<Arc<Segment>> = list.drain(..keep_from).collect();
-            // Under the list lock, so that every fdatasync sees each segment in one place.
-            self.leaving.lock().extend(removed.iter().cloned());
-            removed
+            list[..keep_from].to_vec()
         };
         // Spares whose new names are durable.
         let mut kept = Vec::new();
-        let mut result = Ok(removed.len());
+        let mut result = Ok(removing.len());
         // Lowest first, each rename or removal durable before the next: a power cut leaves the
         // segments a contiguous run whatever order the file system would persist directory
-        // changes in (ext4 keeps them in order; POSIX does not promise it).
-        for (i, seg) in removed.iter().enumerate() {
+        // changes in (ext4 keeps them in order; POSIX does not promise it). On an error the
+        // segments not yet removed are still in the list, so the next call starts with them
+        // (forgotten, a later call removed a higher one and left a gap: found by review,
+        // 2026-12-07; `tests/powercut.rs`
+        // `a_failed_truncate_front_keeps_the_segments_it_did_not_remove`).
+        for seg in &removing {
             let spare = (self.spares.lock().len() + kept.len() < self.recycle_limit)
                 .then(|| self.dir.join(format!("spare-{:016x}.seg.free", seg.base())));
             let moved = match &spare {
@@ -383,34 +373,28 @@ impl Segments {
             let moved_ok = moved.is_ok();
             if let Err(e) = moved {
                 // An operation can fail after it took effect (a network file system, a
-                // wrapping `Storage`): then the file is gone from its name, and putting the
-                // segment back would stop every later call at that name. Such a one is done;
-                // its file, if renamed, is found as a spare at the next `open`.
+                // wrapping `Storage`), and a directory fsync that failed in an earlier call
+                // leaves a segment in the list whose name is gone. Either is done once the
+                // directory fsync below succeeds; stopping at it would stop every later call
+                // at that name. (Its file, if renamed, is found as a spare at the next `open`.)
                 let gone = matches!(self.storage.kind(&seg.path), Ok(None));
                 if !gone {
-                    // It and the ones after it are still in place: back into the log.
-                    // Forgotten, the next call removed a later one and left a gap (found by
-                    // review, 2026-12-07; `tests/powercut.rs`
-                    // `a_failed_truncate_front_keeps_the_segments_it_did_not_remove`).
-                    self.restore(&removed[i..]);
                     result = Err(e);
                     break;
                 }
             }
             if let Err(e) = self.storage.sync_dir(&self.dir) {
-                // Renamed or removed, maybe not durably: it stays in `leaving` (every fdatasync
-                // covers it; the next successful directory fsync, or the next `open`, settles
-                // it). The ones after it are back in the log.
-                self.restore(&removed[i + 1..]);
+                // Renamed or removed, maybe not durably: it stays in the list, and the next
+                // call, finding its name gone, finishes it.
                 result = Err(Error::io("fsync", &self.dir, None, e));
                 break;
             }
-            // Durable, with every earlier change to the directory: this segment, and any a
-            // failed call left in `leaving`, are out of the log for good.
-            let rest = &removed[i + 1..];
-            self.leaving
-                .lock()
-                .retain(|s| rest.iter().any(|r| Arc::ptr_eq(s, r)));
+            // Durable, with every earlier change to the directory: out of the log for good.
+            // Calls run one at a time and installers only append, so it is still the first.
+            let mut list = self.list.write();
+            debug_assert!(list.first().is_some_and(|s| Arc::ptr_eq(s, seg)));
+            list.remove(0);
+            drop(list);
             if let (true, Some(spare)) = (moved_ok, spare) {
                 kept.push(spare);
             }
@@ -422,16 +406,6 @@ impl Segments {
         // at the next open.)
         self.spares.lock().extend(kept);
         result
-    }
-
-    /// Puts segments that a failed `truncate_front` took out, and whose files are still under
-    /// their names, back at the front of the list (they are contiguous and precede it).
-    fn restore(&self, segments: &[Arc<Segment>]) {
-        let mut list = self.list.write();
-        self.leaving
-            .lock()
-            .retain(|s| !segments.iter().any(|r| Arc::ptr_eq(s, r)));
-        list.splice(0..0, segments.iter().cloned());
     }
 
     /// Registers a spare file found at open.
@@ -555,7 +529,8 @@ impl Sink for SegmentSink {
 
     fn sync(&self, from: u64, to: u64) -> Result<()> {
         self.0.syncs.fetch_add(1, Ordering::Relaxed);
-        for seg in self.0.sync_set() {
+        // The list holds every segment whose removal is not durable yet (`truncate_front`).
+        for seg in self.0.snapshot() {
             if seg.end() > from && seg.base() < to {
                 seg.file
                     .sync_data()

@@ -1446,17 +1446,66 @@ fn a_failed_truncate_front_keeps_the_segments_it_did_not_remove() {
     );
 }
 
-/// A `truncate_front` whose directory fsync after renaming segment 0 fails: segments 1 and 2
-/// go back to the log (segment 0 stays out, its rename maybe not durable), and the next call
-/// removes them in order. Found by review (2026-12-07: the branch had no test).
+/// A `truncate_front` whose directory fsync after renaming segment 0 fails: every segment stays
+/// in the log (segment 0's rename may not be durable), and the next call, finding segment 0's
+/// name gone, finishes it and removes 1 and 2 in order. Found by review (2026-12-07: the branch
+/// had no test; segments 1 and 2 left the log for good).
 #[test]
 fn a_failed_directory_fsync_in_truncate_front_keeps_the_later_segments() {
     truncate_through_a_fault(
         |hooks| hooks.fail_next_sync_dir(),
         3,
-        Some((RECYCLING_PAYLOAD, "segments 1 and 2 left the log")),
-        2,
+        Some((0, "a segment left the log before its removal was durable")),
+        3,
     );
+}
+
+/// A segment leaves the log (`start_lsn`, iterators) only once its rename or removal is
+/// durable. A call whose second rename failed used to take segments 0 to 2 out at its start and
+/// give 1 and 2 back at its end: meanwhile `start_lsn` read the end of segment 2 and then went
+/// back, and an iterator made then from segment 1 silently started at segment 3, although 1 and
+/// 2 stayed in the log. Found by review (2026-12-07).
+#[test]
+fn a_failed_truncate_front_never_moves_start_lsn_back() {
+    let sim = SimStorage::new();
+    let hooks = HookStorage::new(&sim);
+    let log = Arc::new(Log::open(dir(), recycling_options(&sim).storage(hooks.clone())).unwrap());
+    let appended = five_durable_segments(&log);
+    let from_segment_1 = Lsn::from_u64(RECYCLING_PAYLOAD);
+    let first_of_segment_1 = *appended.range(from_segment_1..).next().unwrap().0;
+    hooks.fail_seg_op.store(2, Ordering::SeqCst);
+    let during = Arc::new(parking_lot::Mutex::new(None));
+    let (inner, during2) = (log.clone(), during.clone());
+    // Inside the directory fsync after segment 0's rename, before segment 1's fails.
+    hooks.arm_before_sync_dir(Box::new(move || {
+        let first = inner
+            .iter(from_segment_1)
+            .unwrap()
+            .next()
+            .map(|r| r.unwrap().lsn());
+        *during2.lock() = Some((inner.start_lsn(), first));
+    }));
+    assert!(log
+        .truncate_front(Lsn::from_u64(3 * RECYCLING_PAYLOAD))
+        .is_err());
+    let (start_during, first_during) = during.lock().take().expect("the hook did not run");
+    let start_after = log.start_lsn();
+    assert_eq!(
+        start_after.as_u64(),
+        RECYCLING_PAYLOAD,
+        "only segment 0 is removed"
+    );
+    assert!(
+        start_during <= start_after,
+        "start_lsn went back from {start_during:?} to {start_after:?}"
+    );
+    assert_eq!(
+        first_during,
+        Some(first_of_segment_1),
+        "an iterator from segment 1 skipped records that stay in the log"
+    );
+    check_durable_suffix(&log, &appended);
+    Arc::try_unwrap(log).ok().unwrap().close().unwrap();
 }
 
 /// A rename that takes effect and then reports an error (a network file system, a wrapping
