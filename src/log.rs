@@ -177,7 +177,7 @@ impl Log {
     /// order of their `Lsn`s.
     ///
     /// Fails with [`Error::RecordTooLarge`] (the log is unaffected) or, after an I/O failure,
-    /// with [`Error::Poisoned`].
+    /// with [`Error::Poisoned`] (whatever the record's size).
     pub fn append(&self, record: &[u8], durability: Durability) -> Result<Lsn> {
         self.check_size(record)?;
         let lsn = self.inner.buffer.append(record, level(durability))?;
@@ -348,6 +348,8 @@ impl Log {
     fn check_size(&self, record: &[u8]) -> Result<()> {
         let max = self.inner.options.max_record_size;
         if record.len() > max {
+            // A poisoned log says so first: that is what the caller must act on.
+            self.inner.buffer.check_poison()?;
             return Err(Error::RecordTooLarge {
                 len: record.len(),
                 max,
