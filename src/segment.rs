@@ -358,17 +358,28 @@ impl Segments {
         // 2026-12-07; `tests/powercut.rs`
         // `a_failed_truncate_front_keeps_the_segments_it_did_not_remove`).
         for seg in &removing {
-            let spare = (self.spares.lock().len() + kept.len() < self.recycle_limit)
+            let mut spare = (self.spares.lock().len() + kept.len() < self.recycle_limit)
                 .then(|| self.dir.join(format!("spare-{:016x}.seg.free", seg.base())));
-            let moved = match &spare {
-                Some(to) => self
-                    .storage
-                    .rename(&seg.path, to)
-                    .map_err(|e| Error::io("rename", &seg.path, None, e)),
-                None => self
-                    .storage
+            let remove = || {
+                self.storage
                     .remove(&seg.path)
-                    .map_err(|e| Error::io("remove", &seg.path, None, e)),
+                    .map_err(|e| Error::io("remove", &seg.path, None, e))
+            };
+            let moved = match &spare {
+                Some(to) => match self.storage.rename(&seg.path, to) {
+                    // A full disk or quota refuses a rename whose new name needs a directory
+                    // block, which is when a caller truncates to free space: remove the file
+                    // instead (keeping it for reuse only saves a zero-fill).
+                    Err(e)
+                        if is_out_of_space(&e)
+                            && matches!(self.storage.kind(&seg.path), Ok(Some(_))) =>
+                    {
+                        spare = None;
+                        remove()
+                    }
+                    other => other.map_err(|e| Error::io("rename", &seg.path, None, e)),
+                },
+                None => remove(),
             };
             let moved_ok = moved.is_ok();
             if let Err(e) = moved {
@@ -539,4 +550,10 @@ impl Sink for SegmentSink {
         }
         Ok(())
     }
+}
+
+/// `ENOSPC` or `EDQUOT`: the file system has no room (`io::ErrorKind::StorageFull` and
+/// `QuotaExceeded` need Rust 1.83, above the crate's MSRV).
+fn is_out_of_space(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
 }

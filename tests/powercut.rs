@@ -1008,6 +1008,8 @@ struct HookStorage {
     fail_seg_op: AtomicU64,
     /// The next rename or removal of a `*.seg` file takes effect and then reports an error.
     fail_after_seg_op: AtomicBool,
+    /// Every rename of a `*.seg` file fails with `ENOSPC` (removals succeed).
+    renames_out_of_space: AtomicBool,
 }
 
 impl HookStorage {
@@ -1021,6 +1023,7 @@ impl HookStorage {
             armed_by: parking_lot::Mutex::new(None),
             fail_seg_op: AtomicU64::new(0),
             fail_after_seg_op: AtomicBool::new(false),
+            renames_out_of_space: AtomicBool::new(false),
         })
     }
 
@@ -1123,6 +1126,11 @@ impl Storage for HookStorage {
         }))
     }
     fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        if from.to_string_lossy().ends_with(".seg")
+            && self.renames_out_of_space.load(Ordering::SeqCst)
+        {
+            return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        }
         self.seg_op(from)?;
         self.sim.rename(from, to)?;
         self.after_seg_op(from)
@@ -1520,6 +1528,39 @@ fn a_rename_that_fails_after_taking_effect_does_not_stop_truncation() {
         None,
         1,
     );
+}
+
+/// A disk so full that renaming a segment to a spare name fails with `ENOSPC` (the directory
+/// would need a block for the new name) is when a caller truncates to free space: the segments
+/// are removed instead of kept for reuse, and the call succeeds. It used to fail, and the log
+/// could not shrink until space was freed some other way (noticed in review, 2026-12-07).
+#[test]
+fn truncate_front_removes_what_a_full_disk_will_not_rename() {
+    let sim = SimStorage::new();
+    let hooks = HookStorage::new(&sim);
+    let log = Log::open(dir(), recycling_options(&sim).storage(hooks.clone())).unwrap();
+    let appended = five_durable_segments(&log);
+    hooks.renames_out_of_space.store(true, Ordering::SeqCst);
+    let removed = log
+        .truncate_front(Lsn::from_u64(3 * RECYCLING_PAYLOAD))
+        .unwrap_or_else(|e| panic!("truncation stopped at a full disk: {e}"));
+    assert_eq!(removed, 3);
+    assert_eq!(log.start_lsn().as_u64(), 3 * RECYCLING_PAYLOAD);
+    // Neither under their names nor kept as spares (the preparer's spares are `spare-new-`).
+    let left: Vec<String> = sim.list(&dir()).unwrap();
+    for base in [0, RECYCLING_PAYLOAD, 2 * RECYCLING_PAYLOAD] {
+        let hex = format!("{base:016x}");
+        assert!(
+            !left.iter().any(|name| name.contains(&hex)),
+            "segment {base}'s file is still there: {left:?}"
+        );
+    }
+    check_durable_suffix(&log, &appended);
+    log.close().unwrap();
+    let log = Log::open(dir(), recycling_options(&sim)).unwrap();
+    assert_eq!(log.start_lsn().as_u64(), 3 * RECYCLING_PAYLOAD);
+    check_durable_suffix(&log, &appended);
+    log.close().unwrap();
 }
 
 /// `Log::wait`: a batch of NoSync appends made durable by one blocking wait for the last of
