@@ -1547,7 +1547,7 @@ fn truncate_front_removes_what_a_full_disk_will_not_rename() {
     assert_eq!(removed, 3);
     assert_eq!(log.start_lsn().as_u64(), 3 * RECYCLING_PAYLOAD);
     // Neither under their names nor kept as spares (the preparer's spares are `spare-new-`).
-    let left: Vec<String> = sim.list(&dir()).unwrap();
+    let left: Vec<String> = sim.list(dir()).unwrap();
     for base in [0, RECYCLING_PAYLOAD, 2 * RECYCLING_PAYLOAD] {
         let hex = format!("{base:016x}");
         assert!(
