@@ -991,14 +991,17 @@ fn recycled_segments_are_not_fdatasynced_once_the_log_stops_syncing() {
 }
 
 /// `SimStorage` with hooks for the `truncate_front` tests: the next `sync_dir` after arming, by
-/// the thread that armed it (not the preparer's), first runs a closure, and while it runs, a
-/// `write_durable_at` (a recycled file's new header) cuts power right after it completes;
+/// the thread that armed it (not the preparer's), first runs a closure, and while it runs (if
+/// armed so), a `write_durable_at` (a recycled file's new header) cuts power right after it
+/// completes;
 /// that thread's next `sync_dir` can be made to fail once, and so can the n-th rename or
 /// removal of a segment file (only `truncate_front` renames or removes those).
 struct HookStorage {
     sim: Arc<SimStorage>,
     before_sync_dir: parking_lot::Mutex<Option<Box<dyn FnOnce() + Send>>>,
     cut_on_durable_write: Arc<AtomicBool>,
+    /// The next hook sets `cut_on_durable_write` while it runs.
+    cut_during_hook: AtomicBool,
     cut: Arc<AtomicBool>,
     /// The next `sync_dir` fails (as if the process died before it), once.
     fail_sync_dir: AtomicBool,
@@ -1018,6 +1021,7 @@ impl HookStorage {
             sim: sim.clone(),
             before_sync_dir: parking_lot::Mutex::new(None),
             cut_on_durable_write: Arc::new(AtomicBool::new(false)),
+            cut_during_hook: AtomicBool::new(false),
             cut: Arc::new(AtomicBool::new(false)),
             fail_sync_dir: AtomicBool::new(false),
             armed_by: parking_lot::Mutex::new(None),
@@ -1031,6 +1035,15 @@ impl HookStorage {
     fn arm_before_sync_dir(&self, hook: Box<dyn FnOnce() + Send>) {
         *self.armed_by.lock() = Some(std::thread::current().id());
         *self.before_sync_dir.lock() = Some(hook);
+    }
+
+    /// As [`Self::arm_before_sync_dir`], and while `hook` runs, any thread's `write_durable_at`
+    /// (an installer's header write into a recycled file: the preparer's too) cuts power right
+    /// after it completes. Only for the test of that write: elsewhere the preparer's installs
+    /// would cut power at random points of the hook (1 run in 60 of another test did).
+    fn arm_before_sync_dir_cutting_at_header_writes(&self, hook: Box<dyn FnOnce() + Send>) {
+        self.cut_during_hook.store(true, Ordering::SeqCst);
+        self.arm_before_sync_dir(hook);
     }
 
     /// Fails this thread's next `sync_dir`.
@@ -1149,7 +1162,8 @@ impl Storage for HookStorage {
         }
         let hook = self.before_sync_dir.lock().take();
         if let Some(hook) = hook {
-            self.cut_on_durable_write.store(true, Ordering::SeqCst);
+            let cutting = self.cut_during_hook.swap(false, Ordering::SeqCst);
+            self.cut_on_durable_write.store(cutting, Ordering::SeqCst);
             hook();
             self.cut_on_durable_write.store(false, Ordering::SeqCst);
         }
@@ -1199,7 +1213,7 @@ fn truncate_front_offers_spares_only_after_their_names_are_durable() {
         n += 1;
     }
     let (inner_log, cut) = (log.clone(), hooks.cut.clone());
-    hooks.arm_before_sync_dir(Box::new(move || {
+    hooks.arm_before_sync_dir_cutting_at_header_writes(Box::new(move || {
         let before = installed(&inner_log);
         let mut seq = 0;
         while !cut.load(Ordering::SeqCst) && installed(&inner_log) == before {
