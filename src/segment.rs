@@ -369,11 +369,9 @@ impl Segments {
                 Some(to) => match self.storage.rename(&seg.path, to) {
                     // A full disk or quota refuses a rename whose new name needs a directory
                     // block, which is when a caller truncates to free space: remove the file
-                    // instead (keeping it for reuse only saves a zero-fill).
-                    Err(e)
-                        if is_out_of_space(&e)
-                            && matches!(self.storage.kind(&seg.path), Ok(Some(_))) =>
-                    {
+                    // instead (keeping it for reuse only saves a zero-fill). If the name is
+                    // gone after all, the removal fails and the check below settles it.
+                    Err(e) if is_out_of_space(&e) => {
                         spare = None;
                         remove()
                     }
